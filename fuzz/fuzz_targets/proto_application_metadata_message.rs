@@ -1,0 +1,5 @@
+#![no_main]
+//! Decode, re-encode and decode again a `status::ApplicationMetadataMessage`; the two decodings must agree.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    proto::fuzzing::roundtrip::<proto::status::ApplicationMetadataMessage>(data);
+});

@@ -1,0 +1,5 @@
+//! Minimum Viable Data Synchronization (2/MVDS) as a sans-IO state machine.
+//!
+//! This crate is part of the status-rs workspace; see ARCHITECTURE.md for where it sits. Its
+//! contents arrive with the issue that builds it.
+#![forbid(unsafe_code)]

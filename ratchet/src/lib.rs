@@ -1,0 +1,5 @@
+//! The Double Ratchet with optional header encryption, status-rs profile.
+//!
+//! This crate is part of the status-rs workspace; see ARCHITECTURE.md for where it sits. Its
+//! contents arrive with the issue that builds it.
+#![forbid(unsafe_code)]

@@ -1,0 +1,5 @@
+//! Drivers for the status-rs state machines: simulated network, TCP, libp2p.
+//!
+//! This crate is part of the status-rs workspace; see ARCHITECTURE.md for where it sits. Its
+//! contents arrive with the issue that builds it.
+#![forbid(unsafe_code)]

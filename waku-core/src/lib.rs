@@ -1,5 +1,16 @@
-//! Waku v2 as sans-IO state machines: messages, topics, payload encryption, relay and the service protocols.
+//! Waku v2 as sans-IO state machines: the transport-privacy layer of status-rs.
 //!
-//! This crate is part of the status-rs workspace; see ARCHITECTURE.md for where it sits. Its
-//! contents arrive with the issue that builds it.
+//! - [`net`]: peer handles, protocol ids, frames and the [`net::Machine`] trait drivers run.
+//! - [`message`]: the validated Waku message, its deterministic hash and the relay message id.
+//! - [`topic`]: content and pubsub topics, autosharding and the Status topic scheme.
+//! - [`payload`]: payload encryption (asymmetric to an X25519 key, or symmetric).
+//! - [`roles`]: node capabilities and the light/full/bootstrap presets.
+//! - [`relay`]: the gossipsub v1.1 router on `/vac/waku/relay/2.0.0`.
 #![forbid(unsafe_code)]
+
+pub mod message;
+pub mod net;
+pub mod payload;
+pub mod relay;
+pub mod roles;
+pub mod topic;

@@ -1,5 +1,8 @@
-//! Status chat payloads and the sans-IO Messenger.
+//! Status chat payloads and the sans-IO Messenger: the data & payloads layer of status-rs.
 //!
-//! This crate is part of the status-rs workspace; see ARCHITECTURE.md for where it sits. Its
-//! contents arrive with the issue that builds it.
+//! - [`account`]: the BIP-39 seed phrase and the chat and database keys derived from it.
+//!
+//! The chat payloads and the Messenger arrive with the payloads issue.
 #![forbid(unsafe_code)]
+
+pub mod account;

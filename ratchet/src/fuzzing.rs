@@ -15,7 +15,7 @@ use crate::{
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// A party never sends more than this many messages without hearing from its peer, so no
 /// honest message can exceed [`MAX_SKIP`] (the rig checks exactly-once delivery, which a skip
@@ -131,6 +131,12 @@ pub struct Rig {
     history: [VecDeque<InFlight>; 2],
     delivered: [BTreeSet<u64>; 2],
     unanswered: [u32; 2],
+    /// id -> copies of it in flight.
+    copies: BTreeMap<u64, u32>,
+    /// Ids whose every copy the network lost before one was delivered.
+    lost: BTreeSet<u64>,
+    /// Ids that failed because their key had been evicted.
+    evicted: BTreeSet<u64>,
     next_id: u64,
     pickle_key: PickleKey,
     /// What happened so far.
@@ -158,6 +164,9 @@ impl Rig {
             history: [VecDeque::new(), VecDeque::new()],
             delivered: [BTreeSet::new(), BTreeSet::new()],
             unanswered: [0, 0],
+            copies: BTreeMap::new(),
+            lost: BTreeSet::new(),
+            evicted: BTreeSet::new(),
             next_id: 0,
             pickle_key: PickleKey::from(pk),
             stats: Stats::default(),
@@ -189,8 +198,12 @@ impl Rig {
                 let q = &mut self.net[dir.index()];
                 if !q.is_empty() {
                     let i = i % q.len();
-                    q.remove(i);
+                    let m = q.remove(i);
                     self.stats.dropped += 1;
+                    let receiver = 1 - dir.index();
+                    if self.release_copy(m.id) && !self.delivered[receiver].contains(&m.id) {
+                        self.lost.insert(m.id);
+                    }
                 }
             }
             Action::Duplicate(dir, i) => {
@@ -209,6 +222,7 @@ impl Rig {
                 if let Some(copy) = copy
                     && self.net[d].len() < MAX_IN_FLIGHT
                 {
+                    *self.copies.entry(copy.id).or_default() += 1;
                     self.net[d].push(copy);
                 }
             }
@@ -258,6 +272,7 @@ impl Rig {
             .expect("encrypt on a ready session");
         self.unanswered[s] += 1;
         self.stats.sent += 1;
+        self.copies.insert(id, 1);
         self.net[s].push(InFlight {
             id,
             bytes: msg.encode(),
@@ -272,6 +287,7 @@ impl Rig {
         }
         let i = i % self.net[d].len();
         let m = self.net[d].remove(i);
+        self.release_copy(m.id);
         let r = 1 - d;
         let msg = Message::decode(&m.bytes).expect("our own encoding decodes");
         let duplicate = self.delivered[r].contains(&m.id);
@@ -293,7 +309,9 @@ impl Rig {
         {
             // The store was full at some point, so this message's key may have been evicted
             // (oldest first), which the limit allows.
-            self.stats.evicted_lost += 1;
+            if self.evicted.insert(m.id) {
+                self.stats.evicted_lost += 1;
+            }
         } else {
             let plaintext = result.unwrap_or_else(|e| {
                 panic!(
@@ -310,6 +328,48 @@ impl Rig {
                 self.history[d].pop_front();
             }
         }
+    }
+
+    /// Counts one copy of `id` as gone from the network; true if it was the last.
+    fn release_copy(&mut self, id: u64) -> bool {
+        match self.copies.get_mut(&id) {
+            Some(c) if *c > 1 => {
+                *c -= 1;
+                false
+            }
+            _ => {
+                self.copies.remove(&id);
+                true
+            }
+        }
+    }
+
+    /// Delivers everything still in flight, then checks that every message sent was either
+    /// decrypted exactly once or lost by the network (every copy dropped before delivery).
+    pub fn finish(&mut self) {
+        for dir in [Dir::AliceToBob, Dir::BobToAlice] {
+            while !self.net[dir.index()].is_empty() {
+                self.step(Action::Deliver(dir, 0));
+            }
+        }
+        let delivered: BTreeSet<u64> = self.delivered[0]
+            .union(&self.delivered[1])
+            .copied()
+            .collect();
+        assert!(self.delivered[0].is_disjoint(&self.delivered[1]));
+        assert!(
+            delivered.is_disjoint(&self.lost),
+            "a lost message was delivered"
+        );
+        assert!(
+            delivered.is_disjoint(&self.evicted),
+            "an evicted message was delivered"
+        );
+        let accounted = delivered.len() + self.lost.union(&self.evicted).count();
+        assert_eq!(
+            accounted as u64, self.stats.sent,
+            "a message was neither delivered nor lost"
+        );
     }
 
     fn tamper(&mut self, dir: Dir, i: usize, bit: u16) {

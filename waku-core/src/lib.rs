@@ -8,6 +8,9 @@
 //! - [`relay`]: the gossipsub v1.1 router on `/vac/waku/relay/2.0.0`.
 #![forbid(unsafe_code)]
 
+/// Fuzz bodies for the message decoder and the payload opener (feature `fuzzing`).
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod message;
 pub mod net;
 pub mod payload;

@@ -6,6 +6,7 @@
 //! - [`payload`]: payload encryption (asymmetric to an X25519 key, or symmetric).
 //! - [`roles`]: node capabilities and the light/full/bootstrap presets.
 //! - [`relay`]: the gossipsub v1.1 router on `/vac/waku/relay/2.0.0`.
+//! - [`store`]: store v3, the message archive (in memory or SQLite) and its server and client.
 #![forbid(unsafe_code)]
 
 /// Fuzz bodies for the message decoder and the payload opener (feature `fuzzing`).
@@ -16,4 +17,6 @@ pub mod net;
 pub mod payload;
 pub mod relay;
 pub mod roles;
+mod service;
+pub mod store;
 pub mod topic;

@@ -1,5 +1,32 @@
-//! Drivers for the status-rs state machines: simulated network, TCP, libp2p.
+//! Drivers for the status-rs state machines: they own the sockets and the clock and run any
+//! [`Machine`](waku_core::net::Machine) with one loop (DESIGN.md, "The drivers"):
 //!
-//! This crate is part of the status-rs workspace; see ARCHITECTURE.md for where it sits. Its
-//! contents arrive with the issue that builds it.
+//! 1. drain the machine: [`poll_transmit`](waku_core::net::Machine::poll_transmit) until `None`
+//!    (each frame goes to its peer), [`poll_event`](waku_core::net::Machine::poll_event) until
+//!    `None` (each event goes to the application);
+//! 2. wait for the next input: a frame from a peer, a connection change, the instant of
+//!    [`poll_timeout`](waku_core::net::Machine::poll_timeout), or a command from the
+//!    application;
+//! 3. hand it to the machine with the current [`Now`](waku_core::net::Now) and go to 1.
+//!
+//! - `memory` (feature `memory`, default): a deterministic simulated network on a virtual
+//!   clock, for tests, benchmarks and the demo.
+//! - `tcp` (feature `tcp`): a devp2p-style transport on tokio with Noise, a Hello exchange,
+//!   tagged length-prefixed frames, keepalive and reconnects.
+//!
+//! Both hand each machine the peer's protocol list on connect, drop (and count) frames on a
+//! protocol the peer does not speak or over [`Protocol::max_frame_len`], and give a peer that
+//! reconnects a fresh [`PeerId`].
+//!
+//! [`Protocol::max_frame_len`]: waku_core::net::Protocol::max_frame_len
+//! [`PeerId`]: waku_core::net::PeerId
 #![forbid(unsafe_code)]
+
+#[cfg(feature = "memory")]
+pub mod memory;
+
+#[cfg(feature = "tcp")]
+pub mod tcp;
+
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;

@@ -1,5 +1,39 @@
 //! Waku v2 as sans-IO state machines: the transport-privacy layer of status-rs.
 //!
+//! A chat message leaves the secure-transport layer as opaque bytes. This crate seals them once
+//! more ([`payload`]: to the receiver's X25519 key, or under a topic's symmetric key), wraps them
+//! in a [`message::WakuMessage`] on a content topic derived from the Status topic scheme
+//! ([`topic::status`]), maps that to a pubsub topic (a static shard, or [`topic::autoshard`]),
+//! and hands it to the relay, lightpush, filter and store machines. Relays forward by the
+//! message id `sha256(bytes)`; stores index by the deterministic [`message::MessageHash`].
+//!
+//! ```
+//! use rand_chacha::ChaCha20Rng;
+//! use rand_core::SeedableRng;
+//! use waku_core::message::WakuMessage;
+//! use waku_core::payload::{SymmetricKey, open_symmetric, seal_symmetric};
+//! use waku_core::topic::{autoshard, status::StatusTopic};
+//!
+//! // Alice posts to the public chat "status".
+//! let chat = StatusTopic::public_chat("status");
+//! let key = SymmetricKey::from_topic_name(chat.name());
+//! let mut rng = ChaCha20Rng::from_seed([7; 32]); // the caller supplies randomness
+//! let sealed = seal_symmetric(&mut rng, &key, b"hello", None).unwrap();
+//! let msg = WakuMessage::new(chat.content_topic().clone(), sealed)
+//!     .with_timestamp(1_700_000_000_000_000_000); // the caller supplies the clock
+//! let shard = autoshard(&msg.content_topic, 1, 8).unwrap();
+//! let bytes = msg.encode();
+//!
+//! // Bob receives the bytes on that shard.
+//! let received = WakuMessage::decode(&bytes).unwrap();
+//! assert_eq!(received.hash(&shard), msg.hash(&shard));
+//! let opened = open_symmetric(&key, &received.payload).unwrap();
+//! assert_eq!(&opened.payload[..], b"hello");
+//! ```
+//!
+//! Nothing here reads a clock or an OS random source: time and RNGs are arguments, and every
+//! decoder refuses input above a named `MAX_*` bound before allocating.
+//!
 //! - [`net`]: peer handles, protocol ids, frames and the [`net::Machine`] trait drivers run.
 //! - [`message`]: the validated Waku message, its deterministic hash and the relay message id.
 //! - [`topic`]: content and pubsub topics, autosharding and the Status topic scheme.

@@ -121,16 +121,20 @@ pub(crate) async fn run(mut stream: TcpStream, s: Setup) {
     serve(stream, s, est).await;
 }
 
-struct Established {
-    remote_key: [u8; 32],
-    writer: NoiseWriter,
-    reader: NoiseReader,
-    decoder: PacketDecoder,
-    peer_hello: Hello,
-    shared: Vec<Protocol>,
+pub(crate) struct Established {
+    pub(crate) remote_key: [u8; 32],
+    pub(crate) writer: NoiseWriter,
+    pub(crate) reader: NoiseReader,
+    pub(crate) decoder: PacketDecoder,
+    pub(crate) peer_hello: Hello,
+    pub(crate) shared: Vec<Protocol>,
 }
 
-async fn establish(stream: &mut TcpStream, s: &Setup) -> Result<Established, ConnectError> {
+/// The handshake and the Hello exchange on a fresh socket.
+pub(crate) async fn establish(
+    stream: &mut TcpStream,
+    s: &Setup,
+) -> Result<Established, ConnectError> {
     let mut hs =
         noise::builder_state(&s.key, s.seed, s.outbound).map_err(|_| ConnectError::Handshake)?;
     let mut buf = vec![0u8; MAX_NOISE_MESSAGE];

@@ -96,6 +96,8 @@ use waku_core::net::{Machine, Now, PeerId, Protocol};
 
 mod conn;
 pub mod noise;
+#[cfg(test)]
+mod tests;
 pub mod wire;
 
 use conn::{Close, ConnEvent, ConnId, Outbound, Setup, Timeouts};

@@ -78,6 +78,11 @@ pub enum PickleError {
     Corrupt,
 }
 
+/// Upper bound of the body without skipped keys and retired chains.
+const BODY_FIXED_MAX: usize = 1 + AD_LEN + 32 + 32 + 32 + 36 + 36 + 4 + 1 + 4 * 32 + 4 + 4;
+/// Upper bound of one skipped-key entry.
+const SKIPPED_ENTRY_MAX: usize = 32 + 4 + 32 + 1 + 32;
+
 const FLAG_HE: u8 = 1;
 const FLAG_REMOTE: u8 = 2;
 const FLAG_SENDING: u8 = 4;
@@ -196,8 +201,9 @@ impl Session {
     }
 
     fn pickle_body(&self) -> Zeroizing<Vec<u8>> {
+        // Sized for the largest layout, so the buffer of secrets is never reallocated.
         let mut w = Writer(Zeroizing::new(Vec::with_capacity(
-            512 + self.skipped.len() * 101,
+            BODY_FIXED_MAX + self.skipped.len() * SKIPPED_ENTRY_MAX + self.retired.0.len() * 65,
         )));
         let mut flags = 0;
         if self.header_keys.is_some() {

@@ -602,6 +602,9 @@ fn derive_until(
     chain: RatchetPublicKey,
     staged: &mut Vec<SkippedKey>,
 ) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+    // Reserve up front so the staged keys are never moved by a reallocation (which would leave
+    // unzeroized copies behind).
+    staged.reserve(until.saturating_sub(from) as usize);
     let mut ck = Zeroizing::new(key.0);
     for n in from..until {
         let (next, mk) = kdf_ck(&ck);

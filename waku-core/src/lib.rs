@@ -41,14 +41,22 @@
 //! - [`roles`]: node capabilities and the light/full/bootstrap presets.
 //! - [`relay`]: the gossipsub v1.1 router on `/vac/waku/relay/2.0.0`.
 //! - [`store`]: store v3, the message archive (in memory or SQLite) and its server and client.
+//! - [`filter`]: filter v2 subscriptions and pushes, server and client (ping, resubscribe, backfill).
+//! - [`lightpush`]: lightpush v3 server and client, and the legacy v2 server.
+//! - [`metadata`]: the cluster and shard exchange on connect.
+//! - [`peer_exchange`]: peer exchange server and client over pluggable peer records.
 #![forbid(unsafe_code)]
 
+pub mod filter;
 /// Fuzz bodies for the message decoder and the payload opener (feature `fuzzing`).
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod lightpush;
 pub mod message;
+pub mod metadata;
 pub mod net;
 pub mod payload;
+pub mod peer_exchange;
 pub mod relay;
 pub mod roles;
 mod service;

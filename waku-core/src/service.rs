@@ -97,6 +97,10 @@ impl<T> Pending<T> {
         id
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
     pub(crate) fn insert(&mut self, peer: PeerId, id: u64, deadline: Instant, value: T) {
         if let Some((old, _)) = self.by_key.insert((peer, id), (deadline, value)) {
             self.deadlines.remove(&(old, peer, id));

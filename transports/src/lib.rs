@@ -14,9 +14,12 @@
 //! - `tcp` (feature `tcp`): a devp2p-style transport on tokio with Noise, a Hello exchange,
 //!   tagged length-prefixed frames, keepalive and reconnects.
 //!
-//! Both hand each machine the peer's protocol list on connect, drop (and count) frames on a
-//! protocol the peer does not speak or over [`Protocol::max_frame_len`], and give a peer that
-//! reconnects a fresh [`PeerId`].
+//! Both follow devp2p's capability rule: on connect a machine is told the protocols that both
+//! sides list in [`Machine::protocols`](waku_core::net::Machine::protocols), and frames on any
+//! other protocol, or longer than [`Protocol::max_frame_len`], are dropped and counted. So a
+//! machine lists every protocol it speaks on the wire, including those it only uses as a client
+//! (a light node lists `StoreQuery` to query a store). A peer that reconnects gets a fresh
+//! [`PeerId`].
 //!
 //! [`Protocol::max_frame_len`]: waku_core::net::Protocol::max_frame_len
 //! [`PeerId`]: waku_core::net::PeerId

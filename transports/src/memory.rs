@@ -12,8 +12,10 @@
 //!
 //! - **Links** are configured per pair of nodes ([`Sim::connect`]) with a [`LinkConfig`] per
 //!   direction. A link carries a *connection* while both ends are up: each end gets a fresh
-//!   [`PeerId`] for the other and [`Machine::handle_connected`] with the other's
-//!   [`Machine::protocols`].
+//!   [`PeerId`] for the other and [`Machine::handle_connected`] with the protocols both ends
+//!   list in [`Machine::protocols`] (in its own order), as the TCP driver's Hello does. Frames
+//!   on any other protocol are dropped ([`DropReason::Unsupported`]), so a machine must list
+//!   every protocol it speaks on the wire, the ones it only uses as a client included.
 //! - **Order.** Without reordering a link is FIFO in each direction, like the streams of the real
 //!   transports: jitter never lets a frame overtake an earlier one. A frame picked for reordering
 //!   (probability [`LinkConfig::reorder`]) gets up to [`LinkConfig::reorder_delay`] extra and may
@@ -311,7 +313,7 @@ pub enum SimError {
 pub enum DropReason {
     /// The sender used a [`PeerId`] it has no connection for.
     Unroutable,
-    /// The receiver does not speak the frame's protocol.
+    /// The two ends do not both list the frame's protocol.
     Unsupported,
     /// The frame is longer than [`Protocol::max_frame_len`].
     Oversized,
@@ -447,7 +449,7 @@ pub struct NetStats {
     pub lost: u64,
     /// Dropped: no connection for the peer handle.
     pub dropped_unroutable: u64,
-    /// Dropped: protocol not spoken by the receiver.
+    /// Dropped: protocol not listed by both ends.
     pub dropped_unsupported: u64,
     /// Dropped: longer than the protocol allows.
     pub dropped_oversized: u64,
@@ -560,8 +562,8 @@ struct Connection {
     /// The lower node's handle for the higher one, and the reverse.
     lo_sees_hi: PeerId,
     hi_sees_lo: PeerId,
-    lo_protocols: Vec<Protocol>,
-    hi_protocols: Vec<Protocol>,
+    /// The protocols both ends list (what frames may use).
+    shared: Vec<Protocol>,
 }
 
 struct Link {
@@ -1157,8 +1159,11 @@ impl<M: Machine> Sim<M> {
                 id,
                 lo_sees_hi,
                 hi_sees_lo,
-                lo_protocols: lo_protocols.clone(),
-                hi_protocols: hi_protocols.clone(),
+                shared: lo_protocols
+                    .iter()
+                    .filter(|p| hi_protocols.contains(p))
+                    .copied()
+                    .collect(),
             });
         }
         let at = self.now;
@@ -1173,12 +1178,18 @@ impl<M: Machine> Sim<M> {
             &[],
         );
         let now = self.node_now(lo)?;
-        self.machine_mut(lo)?
-            .handle_connected(now, lo_sees_hi, &hi_protocols);
+        self.machine_mut(lo)?.handle_connected(
+            now,
+            lo_sees_hi,
+            &shared(&lo_protocols, &hi_protocols),
+        );
         self.drain(lo)?;
         let now = self.node_now(hi)?;
-        self.machine_mut(hi)?
-            .handle_connected(now, hi_sees_lo, &lo_protocols);
+        self.machine_mut(hi)?.handle_connected(
+            now,
+            hi_sees_lo,
+            &shared(&hi_protocols, &lo_protocols),
+        );
         self.drain(hi)
     }
 
@@ -1422,12 +1433,12 @@ impl<M: Machine> Sim<M> {
             Some(link) => match link.conn.as_ref() {
                 None => Err(DropReason::Unroutable),
                 Some(conn) => {
-                    let (receiver_protocols, from_handle) = if from < to {
-                        (&conn.hi_protocols, conn.hi_sees_lo)
+                    let from_handle = if from < to {
+                        conn.hi_sees_lo
                     } else {
-                        (&conn.lo_protocols, conn.lo_sees_hi)
+                        conn.lo_sees_hi
                     };
-                    let reason = if !receiver_protocols.contains(&t.protocol) {
+                    let reason = if !conn.shared.contains(&t.protocol) {
                         Some(DropReason::Unsupported)
                     } else if len > t.protocol.max_frame_len() {
                         Some(DropReason::Oversized)
@@ -1544,6 +1555,14 @@ impl<M: Machine> Sim<M> {
             self.trace.push(r);
         }
     }
+}
+
+/// The protocols of `ours` that `theirs` lists too, in our order.
+fn shared(ours: &[Protocol], theirs: &[Protocol]) -> Vec<Protocol> {
+    ours.iter()
+        .filter(|p| theirs.contains(p))
+        .copied()
+        .collect()
 }
 
 fn link_key(a: NodeId, b: NodeId) -> (NodeId, NodeId) {

@@ -2,7 +2,9 @@
 //!
 //! Each connection runs a Noise `XX` handshake whose static key is the node's [`NodeKey`]
 //! ([`noise`]), then both sides send a [`Hello`](wire::Hello) listing their protocols with
-//! versions; if they share none they part with [`DisconnectReason::UselessPeer`]. After that the
+//! versions (every protocol the machine speaks, client-only ones included); the machine is told
+//! the protocols both list, and if there are none the two part with
+//! [`DisconnectReason::UselessPeer`]. After that the
 //! connection carries frames tagged with the protocol and the request id, pings and pongs, and a
 //! disconnect reason at the end ([`wire`] has the bytes). Lengths are checked against
 //! [`Protocol::max_frame_len`](waku_core::net::Protocol::max_frame_len) before anything of a body

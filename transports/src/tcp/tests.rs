@@ -188,16 +188,17 @@ async fn pings_are_sent_and_a_silent_peer_times_out() {
 
 #[tokio::test]
 async fn pongs_keep_two_nodes_connected_past_the_idle_timeout() {
-    let mut a = node(Duration::from_millis(50), Duration::from_millis(200)).await;
+    // Pings every 100 ms, idle timeout 600 ms, watched for 2 s: only pongs keep it alive.
+    let mut a = node(Duration::from_millis(100), Duration::from_millis(600)).await;
     let mut c = TcpConfig::new(NodeKey::from_bytes([3; 32]), [4; 32]);
-    c.ping_interval = Duration::from_millis(50);
-    c.idle_timeout = Duration::from_millis(200);
+    c.ping_interval = Duration::from_millis(100);
+    c.idle_timeout = Duration::from_millis(600);
     c.static_peers.push(StaticPeer {
         addr: a.local_addr().unwrap(),
         key: Some(a.public_key()),
     });
     let mut b = tcp_start(c).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     let mut connected = 0;
     while let Some(e) = b.try_next_event() {
         match e {

@@ -1,8 +1,31 @@
-//! `status-node`: the status-rs binary. Its commands (demo, run, chat, keygen) arrive with the
-//! transports issue; until then it only says so.
+//! `status-node`: the status-rs binary.
+//!
+//! Today it manages accounts (`keygen`, `account show`). The account's encrypted on-disk store
+//! (`account new|restore` with `--data-dir`) arrives with issue 11; `run`, `chat` and the
+//! simulated-network walkthrough arrive with the node composite and the Messenger.
 #![forbid(unsafe_code)]
 
-fn main() -> std::process::ExitCode {
-    eprintln!("status-node: no commands yet (the demo lands with the transports issue)");
-    std::process::ExitCode::FAILURE
+mod account;
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let mut out = std::io::stdout().lock();
+    let result = match cli.command {
+        cli::Command::Keygen(args) => account::keygen(&args, &mut out),
+        cli::Command::Account {
+            command: cli::AccountCommand::Show(args),
+        } => account::show(&args, &mut out),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("status-node: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -69,6 +69,11 @@ impl LamportClock {
         self.last
     }
 
+    /// The clock [`Self::tick`] would return, without changing this clock.
+    pub fn tick_copy(mut self, now_ms: u64) -> u64 {
+        self.tick(now_ms)
+    }
+
     /// Checks a received clock against the local wall clock and, if acceptable, raises this
     /// clock to it.
     ///

@@ -79,6 +79,129 @@ pub fn segments(data: &[u8]) {
     }
 }
 
+/// A Messenger that follows a contact, a public chat and its own topics, fed frames made from
+/// `data`: raw relay and store frames, and Waku messages on every topic it follows carrying
+/// the bytes as they are, sealed to it (signed by a random key), or sealed with the public
+/// chat's key. Nothing panics, nothing is stored, no event is reported, no chat changes.
+pub fn messenger_frames(data: &[u8]) {
+    use std::sync::OnceLock;
+
+    use prost::Message as _;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+    use waku_core::message::WakuMessage;
+    use waku_core::net::{FrameKind, Machine, Now, PeerId, Protocol};
+
+    use crate::account::Account;
+    use crate::messenger::{Messenger, MessengerConfig};
+    use crate::public::PublicChat;
+    use crate::storage::MemoryStorage;
+
+    static ACCOUNT: OnceLock<Account> = OnceLock::new();
+    let account = ACCOUNT.get_or_init(|| {
+        Account::restore(
+            "legal winner thank year wave sausage worth useful legal winner thank yellow",
+            "",
+        )
+        .expect("fixed phrase")
+    });
+    #[allow(clippy::disallowed_methods)] // the fuzzer needs some origin; only offsets matter
+    let start = Instant::now();
+    let mut now = Now {
+        instant: start,
+        unix_nanos: 1_700_000_000_000_000_000,
+    };
+    let config = MessengerConfig::default();
+    let pubsub = config.pubsub_topic.clone();
+    let mut m: Messenger = Messenger::new(
+        config,
+        account,
+        MemoryStorage::new(),
+        mvds::MemoryStore::new(),
+        [7; 32],
+        now,
+    )
+    .expect("messenger");
+    let contact = *x3dh::IdentityKeyPair::from_seed(&[9; 32]).public();
+    m.handle_connected(now, PeerId(1), &[Protocol::Relay, Protocol::StoreQuery]);
+    m.add_contact(now, contact);
+    m.join_public_chat(now, "fuzz").expect("channel");
+    m.handle_timeout(now); // the start-up timers (bundle, online mark) run now, not below
+    while m.poll_transmit().is_some() {}
+    while m.poll_event().is_some() {}
+    let commits = m.storage().commits();
+    let chats: Vec<_> = m.chats().cloned().collect();
+    let topics: Vec<_> = m.content_topics().cloned().collect();
+    let me = x3dh::x25519_dalek::PublicKey::from(m.public_key().x25519().to_bytes());
+    let public = PublicChat::new("fuzz").expect("channel");
+    let mut rng = ChaCha20Rng::from_seed([3; 32]);
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    // At most 1000 frames, 10 ms apart: no periodic timer comes due meanwhile.
+    for (i, chunk) in data.split(|b| *b == 0xA5).take(1000).enumerate() {
+        let Some((&sel, body)) = chunk.split_first() else {
+            continue;
+        };
+        now.instant += Duration::from_millis(10);
+        now.unix_nanos += 10_000_000;
+        let payload = match sel % 6 {
+            0 => {
+                m.handle_frame(now, PeerId(1), Protocol::Relay, FrameKind::Stream, body);
+                continue;
+            }
+            1 => {
+                let kind = FrameKind::Response(u64::from(sel / 6));
+                m.handle_frame(now, PeerId(1), Protocol::StoreQuery, kind, body);
+                continue;
+            }
+            2 => body.to_vec(),
+            3 | 4 => waku_core::payload::seal_asymmetric(&mut rng, &me, body, Some(&stranger))
+                .expect("seal"),
+            _ => waku_core::payload::seal_symmetric(&mut rng, public.key(), body, None)
+                .expect("seal"),
+        };
+        let Some(topic) = topics.get(i % topics.len().max(1)) else {
+            continue;
+        };
+        let msg = WakuMessage::new(topic.clone(), payload).with_timestamp(now.unix_nanos);
+        let rpc = proto::gossipsub::Rpc {
+            publish: vec![proto::gossipsub::Message {
+                data: Some(msg.encode()),
+                topic: Some(pubsub.as_str().to_owned()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        m.handle_frame(
+            now,
+            PeerId(1),
+            Protocol::Relay,
+            FrameKind::Stream,
+            &rpc.encode_to_vec(),
+        );
+        m.handle_timeout(now);
+    }
+    while m.poll_transmit().is_some() {}
+    while let Some(e) = m.poll_event() {
+        // A store answer that is garbage fails the start-up backfill: that is reported (and
+        // retried), and is the only thing garbage may cause.
+        if !matches!(
+            e,
+            crate::messenger::MessengerEvent::BackfillFinished {
+                ok: false,
+                messages: 0
+            }
+        ) {
+            panic!("garbage produced an event: {e:?}");
+        }
+    }
+    assert_eq!(
+        m.storage().commits(),
+        commits,
+        "garbage changed the stored state"
+    );
+    assert_eq!(m.chats().cloned().collect::<Vec<_>>(), chats);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +248,14 @@ mod tests {
             chat(&data);
             membership(&data);
             segments(&data);
+        }
+
+        #[test]
+        fn messenger_ignores_garbage_on_every_topic(
+            frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..12)
+        ) {
+            let data = frames.join(&0xA5);
+            messenger_frames(&data);
         }
 
         #[test]

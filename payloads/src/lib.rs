@@ -16,8 +16,11 @@ pub mod clock;
 pub mod fuzzing;
 pub mod group;
 pub mod id;
+pub mod messenger;
 pub mod metadata;
+pub mod public;
 pub mod segment;
+pub mod storage;
 pub mod verification;
 
 pub use id::MessageId;

@@ -1,4 +1,6 @@
-//! Fuzz bodies, shared by the cargo-fuzz targets in `fuzz/` and by the property tests.
+//! Fuzz bodies, shared by the cargo-fuzz targets in `fuzz/` (`mvds_payload`,
+//! `mvds_interaction`), by the property tests and by a test that replays the corpus committed
+//! in `mvds/fuzz-corpus/`.
 //!
 //! A fuzz body panics when it finds a bug; that is how the fuzzer learns of it.
 #![allow(
@@ -217,6 +219,35 @@ mod tests {
         #[test]
         fn interaction_holds(data in proptest::collection::vec(any::<u8>(), 0..600)) {
             interaction(&data);
+        }
+    }
+
+    fn corpus(dir: &str) -> Vec<Vec<u8>> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz-corpus")
+            .join(dir);
+        let mut files: Vec<_> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|f| std::fs::read(f).unwrap())
+            .collect()
+    }
+
+    /// Replays the committed corpus (inputs kept from cargo-fuzz runs of both targets).
+    #[test]
+    fn committed_corpus_replays() {
+        let interaction_inputs = corpus("interaction");
+        let payload_inputs = corpus("payload");
+        assert!(interaction_inputs.len() >= 16 && payload_inputs.len() >= 8);
+        for data in &interaction_inputs {
+            interaction(data);
+        }
+        for data in &payload_inputs {
+            payload(data);
         }
     }
 

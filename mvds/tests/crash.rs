@@ -301,6 +301,7 @@ fn sqlite_crash_at_every_persistence_point() {
     println!("seed {seed}");
     let path = temp_db("dry");
     let n = sqlite_scenario(seed, None, &path);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
     let mut runs = 0;
     for at in 0..n {
         for fault in [Fault::BeforeApply, Fault::AfterApply] {
@@ -371,7 +372,8 @@ fn sqlite_restart_resumes() {
     a.handle_payload(1, &theirs.encode_to_vec()).unwrap();
     assert_eq!(a.poll_event(), None);
     assert_eq!(a.stats().messages_duplicate, 1);
-    let _ = id;
     let mut store = a.into_store();
     assert!(store.is_known(&id).unwrap());
+    drop(store);
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

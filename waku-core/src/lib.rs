@@ -45,6 +45,7 @@
 //! - [`lightpush`]: lightpush v3 server and client, and the legacy v2 server.
 //! - [`metadata`]: the cluster and shard exchange on connect.
 //! - [`peer_exchange`]: peer exchange server and client over pluggable peer records.
+//! - [`node`]: [`node::WakuNode`], the relay and the service machines behind one surface.
 #![forbid(unsafe_code)]
 
 pub mod filter;
@@ -55,6 +56,7 @@ pub mod lightpush;
 pub mod message;
 pub mod metadata;
 pub mod net;
+pub mod node;
 pub mod payload;
 pub mod peer_exchange;
 pub mod relay;

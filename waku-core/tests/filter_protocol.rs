@@ -405,7 +405,11 @@ fn server_restart_is_noticed_by_ping_and_the_gap_is_backfilled() {
                 content_topics,
                 start,
                 end,
-            } => Some((pubsub_topic.clone(), content_topics.clone(), *start, *end)),
+                lost_on,
+            } => {
+                assert_eq!(*lost_on, PeerId(1));
+                Some((pubsub_topic.clone(), content_topics.clone(), *start, *end))
+            }
             _ => None,
         })
         .collect();

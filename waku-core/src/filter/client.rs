@@ -136,6 +136,9 @@ pub enum FilterClientEvent {
         start: i64,
         /// Window end.
         end: i64,
+        /// The service node on which the subscriptions were lost (its own archive likely has
+        /// the same gap, so another store is the better source).
+        lost_on: PeerId,
     },
 }
 
@@ -183,8 +186,9 @@ pub struct FilterClient {
     candidates: BTreeMap<PeerId, Option<Instant>>,
     preferred: Option<PeerId>,
     service: Option<Service>,
-    /// Pairs that lost their subscription, with the last time they were known alive.
-    gaps: BTreeMap<(PubsubTopic, ContentTopic), i64>,
+    /// Pairs that lost their subscription, with the last time they were known alive and the
+    /// node they were lost on.
+    gaps: BTreeMap<(PubsubTopic, ContentTopic), (i64, PeerId)>,
     /// Peers we subscribed with and whose pushes we accept.
     subscribed_with: BTreeSet<PeerId>,
     pending: Pending<Request>,
@@ -383,10 +387,11 @@ impl FilterClient {
         self.stats.losses += 1;
         for pair in std::mem::take(&mut s.confirmed) {
             let since = s.alive_at;
+            let peer = s.peer;
             self.gaps
                 .entry(pair)
-                .and_modify(|t| *t = (*t).min(since))
-                .or_insert(since);
+                .and_modify(|(t, _)| *t = (*t).min(since))
+                .or_insert((since, peer));
         }
         s.requested.clear();
     }
@@ -630,20 +635,21 @@ impl FilterClient {
 
     /// Reports the backfill windows of the just-confirmed topics that had a gap.
     fn report_backfill(&mut self, now: Now, pubsub: &PubsubTopic, topics: &[ContentTopic]) {
-        let mut by_start: BTreeMap<i64, Vec<ContentTopic>> = BTreeMap::new();
+        let mut by_start: BTreeMap<(i64, PeerId), Vec<ContentTopic>> = BTreeMap::new();
         for t in topics {
-            if let Some(since) = self.gaps.remove(&(pubsub.clone(), t.clone())) {
-                by_start.entry(since).or_default().push(t.clone());
+            if let Some(gap) = self.gaps.remove(&(pubsub.clone(), t.clone())) {
+                by_start.entry(gap).or_default().push(t.clone());
             }
         }
         let margin = self.config.backfill_margin_nanos;
-        for (since, cs) in by_start {
+        for ((since, lost_on), cs) in by_start {
             for chunk in cs.chunks(MAX_CONTENT_TOPICS_PER_REQUEST) {
                 self.events.push(FilterClientEvent::Backfill {
                     pubsub_topic: pubsub.clone(),
                     content_topics: chunk.to_vec(),
                     start: since.saturating_sub(margin),
                     end: now.unix_nanos.saturating_add(margin),
+                    lost_on,
                 });
             }
         }

@@ -37,8 +37,8 @@ use crate::message::{MessageHash, WakuMessage};
 use crate::topic::{ContentTopic, PubsubTopic};
 
 pub use client::{
-    QueryId, QueryLimits, StoreClient, StoreClientConfig, StoreClientEvent, StoreEntry,
-    StoreQueryError,
+    QueryId, QueryLimits, StoreClient, StoreClientConfig, StoreClientError, StoreClientEvent,
+    StoreEntry, StoreQueryError,
 };
 pub use memory::MemoryStore;
 pub use server::{

@@ -92,7 +92,7 @@ impl Default for SqliteStoreConfig {
     fn default() -> Self {
         SqliteStoreConfig {
             durability: Durability::Full,
-            cache_kib: 16 * 1024,
+            cache_kib: 64 * 1024,
         }
     }
 }
@@ -102,7 +102,9 @@ impl Default for SqliteStoreConfig {
 pub struct SqliteStore {
     conn: Connection,
     path: Option<PathBuf>,
-    topics: BTreeMap<(String, String), i64>,
+    /// pubsub topic → content topic → id; looked up without allocating.
+    topics: BTreeMap<String, BTreeMap<String, i64>>,
+    cached_topics: usize,
 }
 
 impl SqliteStore {
@@ -138,7 +140,7 @@ impl SqliteStore {
             Durability::Normal => "NORMAL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA synchronous = {sync}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{};",
+            "PRAGMA synchronous = {sync}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{}; PRAGMA wal_autocheckpoint = 8192;",
             config.cache_kib
         ))?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -160,6 +162,7 @@ impl SqliteStore {
             conn,
             path,
             topics: BTreeMap::new(),
+            cached_topics: 0,
         })
     }
 
@@ -186,16 +189,23 @@ impl SqliteStore {
     }
 
     fn cached_topic(&self, pubsub: &str, content: &str) -> Option<i64> {
-        self.topics
-            .get(&(pubsub.to_owned(), content.to_owned()))
-            .copied()
+        cached(&self.topics, pubsub, content)
     }
 
     fn remember_topic(&mut self, pubsub: String, content: String, id: i64) {
-        if self.topics.len() >= MAX_TOPIC_CACHE {
+        if self.cached_topics >= MAX_TOPIC_CACHE {
             self.topics.clear();
+            self.cached_topics = 0;
         }
-        self.topics.insert((pubsub, content), id);
+        if self
+            .topics
+            .entry(pubsub)
+            .or_default()
+            .insert(content, id)
+            .is_none()
+        {
+            self.cached_topics += 1;
+        }
     }
 
     /// Runs a write; if it fails with a transaction still open (an interrupted `BEGIN` or
@@ -237,15 +247,12 @@ impl SqliteStore {
             for m in batch {
                 let pubsub = m.pubsub_topic.as_str();
                 let content = m.message.content_topic.as_str();
-                let known = cache
-                    .get(&(pubsub.to_owned(), content.to_owned()))
-                    .copied()
-                    .or_else(|| {
-                        learned
-                            .iter()
-                            .find(|(p, c, _)| p == pubsub && c == content)
-                            .map(|(_, _, id)| *id)
-                    });
+                let known = cached(cache, pubsub, content).or_else(|| {
+                    learned
+                        .iter()
+                        .find(|(p, c, _)| p == pubsub && c == content)
+                        .map(|(_, _, id)| *id)
+                });
                 let topic = match known {
                     Some(id) => id,
                     None => {
@@ -292,6 +299,14 @@ impl SqliteStore {
         }
         Ok(id)
     }
+}
+
+fn cached(
+    map: &BTreeMap<String, BTreeMap<String, i64>>,
+    pubsub: &str,
+    content: &str,
+) -> Option<i64> {
+    map.get(pubsub).and_then(|m| m.get(content)).copied()
 }
 
 fn decode_row(hash: &[u8], pubsub: String, blob: &[u8]) -> Result<ArchivedMessage, StoreError> {

@@ -343,6 +343,23 @@ impl Net {
         r
     }
 
+    /// Crashes messenger `i` and starts it again from its storage and MVDS store (with a new
+    /// seed): its connections drop and come back, everything in flight to or from it is lost.
+    pub fn restart(&mut self, i: usize, account: &Account, config: MessengerConfig) {
+        self.set_online(i, false);
+        let placeholder = Node::Full(Box::new(FullNode::new(0, &config.pubsub_topic, self.now())));
+        let old = std::mem::replace(&mut self.nodes[i], placeholder);
+        let Node::Messenger(m) = old else {
+            panic!("node {i} is not a messenger")
+        };
+        let (storage, sync) = m.into_stores();
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        let m = Messenger::new(config, account, storage, sync, seed, self.now()).unwrap();
+        self.nodes[i] = Node::Messenger(Box::new(m));
+        self.set_online(i, true);
+    }
+
     pub fn link(&mut self, a: usize, b: usize) {
         let key = (a.min(b), a.max(b));
         if self.links.insert(key) && self.online[a] && self.online[b] {

@@ -78,6 +78,12 @@ impl Hasher for IdHasher {
     }
 
     #[inline]
+    fn write_u128(&mut self, n: u128) {
+        self.write_u64(n as u64);
+        self.write_u64((n >> 64) as u64);
+    }
+
+    #[inline]
     fn write_usize(&mut self, n: usize) {
         self.write_u64(n as u64);
     }
@@ -139,26 +145,24 @@ impl MessageCache {
 
     /// Adds a message; drops the oldest messages if a limit would be exceeded.
     pub(crate) fn put(&mut self, id: MessageId, topic: Arc<str>, entry: Vec<u8>) {
-        if self.map.contains_key(&id) {
-            return;
-        }
         let size = entry.len();
+        // Make room first (if the id were already cached, one message goes early: harmless,
+        // and callers only add ids that just entered the seen cache).
         while !self.map.is_empty()
             && (self.map.len() >= MAX_MCACHE_MESSAGES || self.bytes + size > MAX_MCACHE_BYTES)
         {
             self.evict_oldest();
         }
-        self.bytes += size;
-        self.map.insert(
-            id,
-            CachedMessage {
+        if let std::collections::hash_map::Entry::Vacant(v) = self.map.entry(id) {
+            v.insert(CachedMessage {
                 topic,
                 entry,
                 served: Vec::new(),
-            },
-        );
-        if let Some(w) = self.windows.front_mut() {
-            w.push_back(id);
+            });
+            self.bytes += size;
+            if let Some(w) = self.windows.front_mut() {
+                w.push_back(id);
+            }
         }
     }
 
@@ -226,11 +230,24 @@ impl MessageCache {
 }
 
 /// Ids of messages seen in the last `ttl`, so each is processed once.
+///
+/// Only the first 128 bits of each id are kept: ids are SHA-256 outputs, so two messages whose
+/// ids agree in 128 bits cost about 2^64 hashes to find. That keeps the table (the router's
+/// largest) compact, which matters because every message inserts one id and, at the cap or on
+/// expiry, removes another.
 #[derive(Debug)]
 pub(crate) struct SeenCache {
-    set: HashSet<MessageId, KeyedHash>,
-    order: VecDeque<(Instant, MessageId)>,
+    set: HashSet<u128, KeyedHash>,
+    order: VecDeque<(Instant, u128)>,
     ttl: Duration,
+}
+
+fn seen_key(id: &MessageId) -> u128 {
+    let mut k = [0u8; 16];
+    for (d, s) in k.iter_mut().zip(id.0.iter()) {
+        *d = *s;
+    }
+    u128::from_le_bytes(k)
 }
 
 impl SeenCache {
@@ -247,19 +264,20 @@ impl SeenCache {
     }
 
     pub(crate) fn contains(&self, id: &MessageId) -> bool {
-        self.set.contains(id)
+        self.set.contains(&seen_key(id))
     }
 
     /// Records `id`; false if it was already there.
     pub(crate) fn insert(&mut self, id: MessageId, now: Instant) -> bool {
-        if !self.set.insert(id) {
+        let key = seen_key(&id);
+        if !self.set.insert(key) {
             return false;
         }
         self.expire(now);
         while self.order.len() >= MAX_SEEN {
             self.pop_oldest();
         }
-        self.order.push_back((now, id));
+        self.order.push_back((now, key));
         true
     }
 

@@ -306,7 +306,7 @@ pub struct RelaySizes {
     pub fanout_topics: usize,
     /// The most topics of one peer ([`MAX_TOPICS_PER_PEER`]).
     pub max_peer_topics: usize,
-    /// The largest mesh ([`MAX_MESH_DEGREE`] after the heartbeat; `D_hi` between heartbeats).
+    /// The largest mesh ([`MAX_PEERS`]; the heartbeat prunes a mesh above `D_hi` down to `D`).
     pub max_mesh: usize,
     /// Cached messages ([`MAX_MCACHE_MESSAGES`]).
     pub mcache_messages: usize,

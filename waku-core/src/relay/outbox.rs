@@ -10,11 +10,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 use prost::Message as _;
 use prost::encoding::encoded_len_varint;
-use proto::gossipsub::{
-    ControlGraft, ControlIDontWant, ControlIHave, ControlIWant, ControlMessage, ControlPrune,
-    rpc::SubOpts,
-};
+use proto::gossipsub::{ControlGraft, ControlIHave, ControlIWant, ControlPrune, rpc::SubOpts};
 
+use super::MessageId;
 use super::config::{MAX_OUTBOUND_BYTES, MAX_OUTBOUND_BYTES_PER_PEER};
 use crate::net::{FrameKind, PeerId, Protocol, Transmit};
 
@@ -60,27 +58,57 @@ pub(crate) enum Control {
     IWant(ControlIWant),
     Graft(ControlGraft),
     Prune(ControlPrune),
-    IDontWant(ControlIDontWant),
+    /// IDONTWANT for one message (encoded without building a `ControlIDontWant`).
+    IDontWant(MessageId),
 }
 
+/// `ControlMessage` field numbers (WIRE.md B.27).
+const CONTROL_IHAVE: u8 = 1;
+const CONTROL_IWANT: u8 = 2;
+const CONTROL_GRAFT: u8 = 3;
+const CONTROL_PRUNE: u8 = 4;
+const CONTROL_IDONTWANT: u8 = 5;
+
+/// Encoded length of `ControlIDontWant{message_ids: [id]}`.
+const ONE_ID_LEN: usize = 2 + 32;
+
 impl Control {
+    /// The length of the item's field in a `ControlMessage`.
     fn encoded_field_len(&self) -> usize {
         field_len(match self {
             Control::IHave(m) => m.encoded_len(),
             Control::IWant(m) => m.encoded_len(),
             Control::Graft(m) => m.encoded_len(),
             Control::Prune(m) => m.encoded_len(),
-            Control::IDontWant(m) => m.encoded_len(),
+            Control::IDontWant(_) => ONE_ID_LEN,
         })
     }
 
-    fn add_to(self, c: &mut ControlMessage) {
+    /// Appends the item as a field of a `ControlMessage`.
+    fn encode_into(&self, out: &mut Vec<u8>) {
         match self {
-            Control::IHave(m) => c.ihave.push(m),
-            Control::IWant(m) => c.iwant.push(m),
-            Control::Graft(m) => c.graft.push(m),
-            Control::Prune(m) => c.prune.push(m),
-            Control::IDontWant(m) => c.idontwant.push(m),
+            Control::IHave(m) => {
+                append_field(out, CONTROL_IHAVE, m.encoded_len());
+                m.encode_raw(out);
+            }
+            Control::IWant(m) => {
+                append_field(out, CONTROL_IWANT, m.encoded_len());
+                m.encode_raw(out);
+            }
+            Control::Graft(m) => {
+                append_field(out, CONTROL_GRAFT, m.encoded_len());
+                m.encode_raw(out);
+            }
+            Control::Prune(m) => {
+                append_field(out, CONTROL_PRUNE, m.encoded_len());
+                m.encode_raw(out);
+            }
+            Control::IDontWant(id) => {
+                append_field(out, CONTROL_IDONTWANT, ONE_ID_LEN);
+                // message_ids = 1, 32 bytes.
+                append_field(out, 1, 32);
+                out.extend_from_slice(&id.0);
+            }
         }
     }
 }
@@ -89,40 +117,45 @@ impl Control {
 struct Batch {
     /// Encoded subscription and publish fields.
     body: Vec<u8>,
-    control: ControlMessage,
-    /// Encoded length of `control`'s body.
-    control_len: usize,
+    /// Encoded `ControlMessage` fields; its buffer is reused from batch to batch.
+    control: Vec<u8>,
 }
 
 impl Batch {
     fn len(&self) -> usize {
         self.body.len()
-            + if self.control_len > 0 {
-                field_len(self.control_len)
-            } else {
+            + if self.control.is_empty() {
                 0
+            } else {
+                field_len(self.control.len())
             }
     }
 
     fn is_empty(&self) -> bool {
-        self.body.is_empty() && self.control_len == 0
+        self.body.is_empty() && self.control.is_empty()
     }
 
     /// The length after adding a field of `item` bytes to the body or (`control`) the control.
     fn len_with(&self, item: usize, control: bool) -> usize {
         if control {
-            self.body.len() + field_len(self.control_len + item)
+            self.body.len() + field_len(self.control.len() + item)
         } else {
             self.len() + item
         }
     }
 
-    fn finish(self) -> Vec<u8> {
-        let mut out = self.body;
-        if self.control_len > 0 {
-            out.reserve(field_len(self.control_len));
-            append_field(&mut out, RPC_CONTROL, self.control_len);
-            self.control.encode_raw(&mut out);
+    /// The finished RPC; leaves the batch empty (keeping the control buffer).
+    fn take(&mut self) -> Vec<u8> {
+        let mut out = std::mem::take(&mut self.body);
+        if !self.control.is_empty() {
+            out.reserve(field_len(self.control.len()));
+            append_field(&mut out, RPC_CONTROL, self.control.len());
+            out.extend_from_slice(&self.control);
+            self.control.clear();
+            if self.control.capacity() > 4096 {
+                // Do not keep a big buffer per peer after a large IHAVE.
+                self.control = Vec::new();
+            }
         }
         out
     }
@@ -137,13 +170,24 @@ pub(crate) enum Dropped {
     TooLarge,
 }
 
+/// What is queued for one peer.
+#[derive(Debug, Default)]
+struct PeerQueue {
+    /// The open batch.
+    batch: Batch,
+    /// Bytes queued, open and ready.
+    queued: usize,
+}
+
 /// The outbound queue: open batches per peer, closed RPCs in order.
+///
+/// Per-peer entries stay until the peer is dropped, so steady traffic does not churn the map.
 #[derive(Debug)]
 pub(crate) struct Outbox {
-    open: BTreeMap<PeerId, Batch>,
+    peers: BTreeMap<PeerId, PeerQueue>,
+    /// Peers whose open batch is not empty, in the order they got their first item.
+    dirty: Vec<PeerId>,
     ready: VecDeque<Transmit>,
-    /// Bytes queued per peer, open and ready.
-    per_peer: BTreeMap<PeerId, usize>,
     total: usize,
     batch_size: usize,
     max_rpc_size: usize,
@@ -152,9 +196,9 @@ pub(crate) struct Outbox {
 impl Outbox {
     pub(crate) fn new(batch_size: usize, max_rpc_size: usize) -> Self {
         Outbox {
-            open: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            dirty: Vec::new(),
             ready: VecDeque::new(),
-            per_peer: BTreeMap::new(),
             total: 0,
             batch_size,
             max_rpc_size,
@@ -168,47 +212,55 @@ impl Outbox {
 
     /// The most bytes queued for one peer.
     pub(crate) fn max_peer_bytes(&self) -> usize {
-        self.per_peer.values().copied().max().unwrap_or(0)
+        self.peers.values().map(|q| q.queued).max().unwrap_or(0)
     }
 
-    fn admit(&mut self, peer: PeerId, item: usize) -> Result<(), Dropped> {
+    /// Finds room for an item of `item` bytes (the field, for the body or (`control`) the
+    /// control message) in `peer`'s open batch, closing it first if the item would not fit.
+    fn room(
+        &mut self,
+        peer: PeerId,
+        item: usize,
+        control: bool,
+    ) -> Result<&mut PeerQueue, Dropped> {
         if field_len(item) > self.max_rpc_size {
             return Err(Dropped::TooLarge);
         }
-        let mine = self.per_peer.get(&peer).copied().unwrap_or(0);
         // Room for the item and for the control wrapper it may grow.
         let need = item + 16;
-        if mine + need > MAX_OUTBOUND_BYTES_PER_PEER || self.total + need > MAX_OUTBOUND_BYTES {
+        if self.total + need > MAX_OUTBOUND_BYTES {
             return Err(Dropped::Full);
         }
-        Ok(())
-    }
-
-    fn batch_for(&mut self, peer: PeerId, item: usize, control: bool) -> &mut Batch {
-        let close = self
-            .open
-            .get(&peer)
-            .is_some_and(|b| !b.is_empty() && b.len_with(item, control) > self.batch_size);
-        if close {
-            self.close(peer);
+        let q = self.peers.entry(peer).or_default();
+        if q.queued + need > MAX_OUTBOUND_BYTES_PER_PEER {
+            return Err(Dropped::Full);
         }
-        self.open.entry(peer).or_default()
-    }
-
-    fn account(&mut self, peer: PeerId, before: usize, after: usize) {
-        let grew = after.saturating_sub(before);
-        *self.per_peer.entry(peer).or_insert(0) += grew;
-        self.total += grew;
+        if !q.batch.is_empty() && q.batch.len_with(item, control) > self.batch_size {
+            self.ready.push_back(Transmit {
+                to: peer,
+                protocol: Protocol::Relay,
+                kind: FrameKind::Stream,
+                bytes: q.batch.take(),
+            });
+            // Still dirty: the item below goes into the fresh batch.
+        } else if q.batch.is_empty() {
+            self.dirty.push(peer);
+        }
+        if q.batch.body.capacity() == 0 && !control {
+            // Room for the item and a few control items, so closing rarely reallocates.
+            q.batch.body.reserve(item + 256);
+        }
+        Ok(q)
     }
 
     /// Queues an encoded `publish` field (from [`publish_entry`]).
     pub(crate) fn push_publish(&mut self, peer: PeerId, entry: &[u8]) -> Result<(), Dropped> {
-        self.admit(peer, entry.len())?;
-        let batch = self.batch_for(peer, entry.len(), false);
-        let before = batch.len();
-        batch.body.extend_from_slice(entry);
-        let after = batch.len();
-        self.account(peer, before, after);
+        let q = self.room(peer, entry.len(), false)?;
+        let before = q.batch.len();
+        q.batch.body.extend_from_slice(entry);
+        let grew = q.batch.len() - before;
+        q.queued += grew;
+        self.total += grew;
         Ok(())
     }
 
@@ -223,59 +275,49 @@ impl Outbox {
             subscribe: Some(subscribe),
             topic_id: Some(topic.to_owned()),
         };
-        let len = field_len(sub.encoded_len());
-        self.admit(peer, len)?;
-        let batch = self.batch_for(peer, len, false);
-        let before = batch.len();
-        append_field(&mut batch.body, RPC_SUBSCRIPTIONS, sub.encoded_len());
-        sub.encode_raw(&mut batch.body);
-        let after = batch.len();
-        self.account(peer, before, after);
+        let q = self.room(peer, field_len(sub.encoded_len()), false)?;
+        let before = q.batch.len();
+        append_field(&mut q.batch.body, RPC_SUBSCRIPTIONS, sub.encoded_len());
+        sub.encode_raw(&mut q.batch.body);
+        let grew = q.batch.len() - before;
+        q.queued += grew;
+        self.total += grew;
         Ok(())
     }
 
     /// Queues a control item.
     pub(crate) fn push_control(&mut self, peer: PeerId, item: Control) -> Result<(), Dropped> {
         let len = item.encoded_field_len();
-        self.admit(peer, field_len(len))?;
-        let batch = self.batch_for(peer, len, true);
-        let before = batch.len();
-        item.add_to(&mut batch.control);
-        batch.control_len += len;
-        let after = batch.len();
-        self.account(peer, before, after);
+        let q = self.room(peer, len, true)?;
+        let before = q.batch.len();
+        q.batch.control.reserve(len);
+        item.encode_into(&mut q.batch.control);
+        let grew = q.batch.len() - before;
+        q.queued += grew;
+        self.total += grew;
         Ok(())
-    }
-
-    fn close(&mut self, peer: PeerId) {
-        if let Some(batch) = self.open.remove(&peer) {
-            if batch.is_empty() {
-                return;
-            }
-            self.ready.push_back(Transmit {
-                to: peer,
-                protocol: Protocol::Relay,
-                kind: FrameKind::Stream,
-                bytes: batch.finish(),
-            });
-        }
     }
 
     /// The next RPC to send; closes every open batch when nothing else is ready.
     pub(crate) fn pop(&mut self) -> Option<Transmit> {
         if self.ready.is_empty() {
-            let peers: Vec<PeerId> = self.open.keys().copied().collect();
-            for p in peers {
-                self.close(p);
+            for peer in self.dirty.drain(..) {
+                if let Some(q) = self.peers.get_mut(&peer)
+                    && !q.batch.is_empty()
+                {
+                    self.ready.push_back(Transmit {
+                        to: peer,
+                        protocol: Protocol::Relay,
+                        kind: FrameKind::Stream,
+                        bytes: q.batch.take(),
+                    });
+                }
             }
         }
         let t = self.ready.pop_front()?;
         let len = t.bytes.len();
-        if let Some(n) = self.per_peer.get_mut(&t.to) {
-            *n = n.saturating_sub(len);
-            if *n == 0 {
-                self.per_peer.remove(&t.to);
-            }
+        if let Some(q) = self.peers.get_mut(&t.to) {
+            q.queued = q.queued.saturating_sub(len);
         }
         self.total = self.total.saturating_sub(len);
         Some(t)
@@ -284,16 +326,16 @@ impl Outbox {
     /// Whether anything is queued.
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        self.ready.is_empty() && self.open.is_empty()
+        self.ready.is_empty() && self.peers.values().all(|q| q.batch.is_empty())
     }
 
     /// Forgets everything queued for `peer` (it disconnected).
     pub(crate) fn drop_peer(&mut self, peer: PeerId) {
-        self.open.remove(&peer);
-        self.ready.retain(|t| t.to != peer);
-        if let Some(n) = self.per_peer.remove(&peer) {
-            self.total = self.total.saturating_sub(n);
+        if let Some(q) = self.peers.remove(&peer) {
+            self.total = self.total.saturating_sub(q.queued);
         }
+        self.dirty.retain(|p| *p != peer);
+        self.ready.retain(|t| t.to != peer);
     }
 }
 
@@ -328,9 +370,11 @@ mod tests {
                 }),
             )
             .unwrap();
+            o.push_control(p, Control::IDontWant(MessageId([i; 32])))
+                .unwrap();
         }
         o.push_publish(p, &publish_entry(&[7; 2000], "t")).unwrap();
-        let (mut msgs, mut iwants, mut subs) = (0, 0, 0);
+        let (mut msgs, mut iwants, mut subs, mut idontwants) = (0, 0, 0, 0);
         let queued = o.queued_bytes();
         let mut sent = 0;
         while let Some(t) = o.pop() {
@@ -343,9 +387,16 @@ mod tests {
             let rpc = Rpc::decode(t.bytes.as_slice()).unwrap();
             msgs += rpc.publish.len();
             subs += rpc.subscriptions.len();
-            iwants += rpc.control.map_or(0, |c| c.iwant.len());
+            if let Some(c) = rpc.control {
+                iwants += c.iwant.len();
+                for d in &c.idontwant {
+                    assert_eq!(d.message_ids.len(), 1);
+                    assert_eq!(d.message_ids[0].len(), 32);
+                    idontwants += 1;
+                }
+            }
         }
-        assert_eq!((msgs, iwants, subs), (21, 20, 1));
+        assert_eq!((msgs, iwants, subs, idontwants), (21, 20, 1, 20));
         assert_eq!(sent, queued, "byte accounting matches what was sent");
         assert_eq!(o.queued_bytes(), 0);
         assert!(o.is_empty());

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use proto::gossipsub::{
-    ControlGraft, ControlIDontWant, ControlIHave, ControlIWant, ControlMessage, ControlPrune,
+    ControlGraft, ControlIHave, ControlIWant, ControlMessage, ControlPrune,
     Message as PubsubMessage, Rpc, rpc::SubOpts,
 };
 use rand_chacha::ChaCha20Rng;
@@ -163,6 +163,8 @@ pub struct Relay {
     next_heartbeat: Instant,
     next_decay: Instant,
     ticks: u64,
+    /// Set when a peer was penalised while handling its frame (check it for graylisting).
+    penalized: bool,
     stats: RelayStats,
 }
 
@@ -205,6 +207,7 @@ impl Relay {
             validator: None,
             hash,
             ticks: 0,
+            penalized: false,
             stats: RelayStats::default(),
         }
     }
@@ -331,7 +334,9 @@ impl Relay {
         if let Some(control) = rpc.control {
             self.handle_control(now.instant, from, control);
         }
-        self.check_graylist(from, now.instant);
+        if std::mem::take(&mut self.penalized) {
+            self.check_graylist(from, now.instant);
+        }
     }
 
     /// Runs the heartbeat if its time has come (see [`Relay::poll_timeout`]).
@@ -978,22 +983,23 @@ impl Relay {
     fn penalize_invalid(&mut self, from: PeerId, topic: &Arc<str>) {
         if let Some(p) = self.peers.get_mut(&from) {
             p.score.invalid_delivery(topic);
+            self.penalized = true;
         }
     }
 
     fn send_idontwant(&mut self, topic: &str, from: PeerId, id: MessageId) {
-        let targets: Vec<PeerId> = self
-            .topics
-            .get(topic)
-            .map(|t| t.mesh.iter().copied().filter(|p| *p != from).collect())
-            .unwrap_or_default();
-        for p in targets {
-            self.queue_control(
-                p,
-                Control::IDontWant(ControlIDontWant {
-                    message_ids: vec![id.0.to_vec()],
-                }),
-            );
+        let Some(t) = self.topics.get(topic) else {
+            return;
+        };
+        for p in &t.mesh {
+            if *p != from
+                && self
+                    .outbox
+                    .push_control(*p, Control::IDontWant(id))
+                    .is_err()
+            {
+                self.stats.messages_dropped_full += 1;
+            }
         }
     }
 
@@ -1081,6 +1087,7 @@ impl Relay {
             t.backoff.insert(from, renewed);
             if let Some(p) = self.peers.get_mut(&from) {
                 p.score.add_penalty(penalty);
+                self.penalized = true;
             }
             return Some(key);
         }

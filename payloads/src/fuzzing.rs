@@ -111,7 +111,10 @@ pub fn messenger_frames(data: &[u8]) {
         instant: start,
         unix_nanos: 1_700_000_000_000_000_000,
     };
-    let config = MessengerConfig::default();
+    // A relaying node, so that relay frames reach it (a light node ignores them).
+    let mut config = MessengerConfig::default();
+    config.waku.capabilities =
+        waku_core::roles::Capabilities::LIGHT.with(waku_core::roles::Capability::Relay);
     let pubsub = config.pubsub_topic.clone();
     let mut m: Messenger = Messenger::new(
         config,

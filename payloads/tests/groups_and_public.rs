@@ -34,8 +34,8 @@ fn received(net: &Net, node: usize, chat: &ChatId) -> Vec<(MessageId, PublicIden
 fn network(seed: u64, n: usize) -> (Net, Vec<usize>, Vec<PublicIdentity>) {
     let mut net = Net::new(seed);
     let config = MessengerConfig::default();
-    let f1 = net.add_full_node(&config.pubsub_topic);
-    let f2 = net.add_full_node(&config.pubsub_topic);
+    let f1 = net.add_full_node(&config);
+    let f2 = net.add_full_node(&config);
     net.link(f1, f2);
     let mut nodes = Vec::new();
     for i in 0..n {

@@ -32,14 +32,25 @@ fn received_texts(net: &Net, node: usize, chat: &ChatId) -> Vec<(MessageId, Stri
         .collect()
 }
 
+/// Alice and Bob as light nodes (lightpush, filter, store), as the design article has them.
 #[test]
-fn the_life_of_a_message() {
-    let seed = 0x5eed_0001;
+fn the_life_of_a_message_light_nodes() {
+    journey(0x5eed_0001, MessengerConfig::default());
+}
+
+/// The same journey with Alice and Bob relaying.
+#[test]
+fn the_life_of_a_message_relay_nodes() {
+    let mut config = MessengerConfig::default();
+    config.waku.capabilities =
+        waku_core::roles::Capabilities::LIGHT.with(waku_core::roles::Capability::Relay);
+    journey(0x5eed_0002, config);
+}
+
+fn journey(seed: u64, config: MessengerConfig) {
     let mut net = Net::new(seed);
-    let config = MessengerConfig::default();
-    let pubsub = config.pubsub_topic.clone();
-    let f1 = net.add_full_node(&pubsub);
-    let f2 = net.add_full_node(&pubsub);
+    let f1 = net.add_full_node(&config);
+    let f2 = net.add_full_node(&config);
     let (alice, _alice_account) = net.add_messenger(config.clone());
     let (bob, _bob_account) = net.add_messenger(config.clone());
     net.link(f1, f2);
@@ -252,7 +263,7 @@ fn the_life_of_a_message() {
     ];
     let mut private_seen = 0;
     for f in [f1, f2] {
-        for (_, msg) in &net.full(f).seen {
+        for msg in &net.carried[f] {
             let text = String::from_utf8_lossy(&msg.payload);
             assert!(
                 !text.contains("hello") && !text.contains("offline") && !text.contains("lossy")

@@ -30,7 +30,7 @@ fn texts(net: &Net, node: usize) -> Vec<String> {
 fn restart_from_storage_and_carry_on() {
     let mut net = Net::new(0x7e57);
     let config = MessengerConfig::default();
-    let f = net.add_full_node(&config.pubsub_topic);
+    let f = net.add_full_node(&config);
     let (alice, _) = net.add_messenger(config.clone());
     let (bob, bob_account) = net.add_messenger(config.clone());
     net.link(alice, f);

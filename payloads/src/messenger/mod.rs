@@ -47,11 +47,14 @@ use proto::secure::{EncryptedMessageProtocol, ProtocolMessage};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use ratchet::{RatchetKeyPair, RatchetPublicKey, Session, SessionConfig};
+use waku_core::lightpush::{LightPushClientEvent, PushId};
 use waku_core::message::{MessageHash, WakuMessage};
 use waku_core::net::{FrameKind, Machine, Now, PeerId, Protocol, Transmit};
+use waku_core::node::{NodeError, NodeEvent, Published, WakuNode, WakuNodeConfig};
 use waku_core::payload::{self as wp, RecipientKey, SymmetricKey};
-use waku_core::relay::{PublishError, Relay, RelayConfig, RelayEvent};
-use waku_core::store::{QueryLimits, StoreClient, StoreClientConfig, StoreClientEvent, StoreQuery};
+use waku_core::relay::PublishError;
+use waku_core::roles::Capabilities;
+use waku_core::store::{QueryLimits, StoreClientEvent, StoreQuery};
 use waku_core::topic::status::StatusTopic;
 use waku_core::topic::{ContentTopic, PubsubTopic};
 use x3dh::{
@@ -136,8 +139,13 @@ pub const ONLINE_MARK_INTERVAL: Duration = Duration::from_secs(300);
 /// Settings. `Default` gives the values documented on each field.
 #[derive(Debug, Clone)]
 pub struct MessengerConfig {
-    /// The pubsub topic (shard) everything is published on. Default: `/waku/2/rs/16/32`, the
-    /// Status cluster's default shard (WIRE.md B.14).
+    /// The Waku node the Messenger runs on: its capabilities (a light node by default, as
+    /// the design article's mobile clients: it sends with lightpush and receives with filter
+    /// and store; with the relay capability it relays instead), cluster and shards. Default:
+    /// a light node on the Status cluster 16, shard 32.
+    pub waku: WakuNodeConfig,
+    /// The pubsub topic (shard) everything is published on; a shard of `waku`'s cluster.
+    /// Default: `/waku/2/rs/16/32`, the Status cluster's default shard (WIRE.md B.14).
     pub pubsub_topic: PubsubTopic,
     /// How often the bundle is republished on the contact-code topic. Default: 6 hours (WIRE.md
     /// B.18).
@@ -151,10 +159,6 @@ pub struct MessengerConfig {
     pub mvds_epoch: Duration,
     /// MVDS retransmission settings. Default: `mvds::Config::default()`.
     pub mvds: mvds::Config,
-    /// Relay settings. Default: Waku's.
-    pub relay: RelayConfig,
-    /// Store client settings.
-    pub store_client: StoreClientConfig,
     /// How far back to fetch history when nothing says when we were last online (first start,
     /// a newly added contact's bundle, a newly joined public chat). Default: 1 day.
     pub initial_history: Duration,
@@ -175,6 +179,7 @@ pub struct MessengerConfig {
 impl Default for MessengerConfig {
     fn default() -> Self {
         MessengerConfig {
+            waku: WakuNodeConfig::new(Capabilities::LIGHT, 16, vec![32]),
             pubsub_topic: PubsubTopic::static_shard(16, 32)
                 .unwrap_or_else(|_| PubsubTopic::default_waku()),
             bundle_interval: Duration::from_secs(6 * 3600),
@@ -182,8 +187,6 @@ impl Default for MessengerConfig {
             segment_share: (3, 4),
             mvds_epoch: mvds::STATUS_GO_EPOCH,
             mvds: mvds::Config::default(),
-            relay: RelayConfig::default(),
-            store_client: StoreClientConfig::default(),
             initial_history: Duration::from_secs(24 * 3600),
             backfill_margin: Duration::from_secs(60),
             bundle_request_interval: Duration::from_secs(60),
@@ -437,9 +440,9 @@ pub enum OpenError {
     /// The MVDS store failed.
     #[error("mvds store: {0}")]
     Mvds(#[from] mvds::StoreError),
-    /// The relay refused the pubsub topic.
-    #[error("relay: {0}")]
-    Relay(#[from] waku_core::relay::SubscribeError),
+    /// The Waku node could not be built.
+    #[error("waku node: {0}")]
+    Waku(#[from] NodeError),
 }
 
 /// Why a message could not be sent. Nothing was sent or stored.
@@ -542,14 +545,14 @@ pub struct Messenger<S: Storage = MemoryStorage, M: SyncStore<PeerKey> = mvds::M
     x3dh_key: x3dh::PickleKey,
     ratchet_key: ratchet::PickleKey,
     rng: ChaCha20Rng,
-    relay: Relay,
-    store_client: StoreClient,
+    waku: WakuNode,
     mvds: mvds::Node<PeerKey, M>,
     storage: S,
     storage_failed: bool,
-    relay_peers: BTreeSet<PeerId>,
+    service_peers: BTreeSet<PeerId>,
     store_peers: BTreeSet<PeerId>,
     unsent: VecDeque<(ContentTopic, Vec<u8>)>,
+    pushes: BTreeMap<PushId, (ContentTopic, Vec<u8>)>,
     conversations: BTreeMap<PublicIdentity, Conversation>,
     contacts: BTreeMap<PublicIdentity, Contact>,
     chats: BTreeMap<ChatId, Chat>,
@@ -580,7 +583,7 @@ impl<S: Storage, M: SyncStore<PeerKey>> core::fmt::Debug for Messenger<S, M> {
             .field("me", &self.me)
             .field("contacts", &self.contacts.len())
             .field("chats", &self.chats.len())
-            .field("relay_peers", &self.relay_peers.len())
+            .field("service_peers", &self.service_peers.len())
             .finish_non_exhaustive()
     }
 }
@@ -706,9 +709,7 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
             return Err(OpenError::WrongAccount);
         }
         let mvds = mvds::Node::open(config.mvds.clone(), sub_seed(&seed, b"mvds"), sync_store)?;
-        let mut relay = Relay::new(config.relay.clone(), sub_seed(&seed, b"relay"), now.instant);
-        relay.subscribe(now, &config.pubsub_topic)?;
-        let store_client = StoreClient::new(config.store_client.clone(), sub_seed(&seed, b"store"));
+        let waku = WakuNode::new(config.waku.clone(), None, sub_seed(&seed, b"waku"), now)?;
         let mut m = Messenger {
             me,
             identity,
@@ -719,14 +720,14 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
             x3dh_key,
             ratchet_key,
             rng,
-            relay,
-            store_client,
+            waku,
             mvds,
             storage,
             storage_failed: false,
-            relay_peers: BTreeSet::new(),
+            service_peers: BTreeSet::new(),
             store_peers: BTreeSet::new(),
             unsent: VecDeque::new(),
+            pushes: BTreeMap::new(),
             conversations: BTreeMap::new(),
             contacts: BTreeMap::new(),
             chats: BTreeMap::new(),
@@ -966,9 +967,9 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
         (self.storage, self.mvds.into_store())
     }
 
-    /// The relay router (for inspection).
-    pub fn relay(&self) -> &Relay {
-        &self.relay
+    /// The Waku node (for inspection).
+    pub fn waku(&self) -> &WakuNode {
+        &self.waku
     }
 
     // ----- commands -----
@@ -1393,9 +1394,16 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
     }
 
     fn add_route(&mut self, topic: ContentTopic, route: Route) {
-        let routes = self.routes.entry(topic).or_default();
+        let new_topic = !self.routes.contains_key(&topic);
+        let routes = self.routes.entry(topic.clone()).or_default();
         if !routes.contains(&route) {
             routes.push(route);
+        }
+        if new_topic {
+            let (now, pubsub) = (self.last_now, self.config.pubsub_topic.clone());
+            // Refused only beyond the filter's subscription limit; the topic then stays
+            // reachable through store backfills.
+            let _ = self.waku.subscribe(now, pubsub, vec![topic]);
         }
     }
 
@@ -1404,6 +1412,8 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
             routes.retain(|r| r != route);
             if routes.is_empty() {
                 self.routes.remove(topic);
+                let (now, pubsub) = (self.last_now, self.config.pubsub_topic.clone());
+                self.waku.unsubscribe(now, &pubsub, vec![topic.clone()]);
             }
         }
     }
@@ -1674,38 +1684,80 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
     }
 
     fn publish(&mut self, now: Now, topic: &ContentTopic, payload: Vec<u8>) {
+        if self.service_peers.is_empty() || !self.unsent.is_empty() {
+            self.hold_unsent(topic.clone(), payload);
+            return;
+        }
+        if let Some((topic, payload)) = self.try_publish(now, topic.clone(), payload) {
+            self.hold_unsent(topic, payload);
+        }
+    }
+
+    fn hold_unsent(&mut self, topic: ContentTopic, payload: Vec<u8>) {
+        if self.unsent.len() >= MAX_UNSENT {
+            self.unsent.pop_front();
+            self.stats.publish_failed += 1;
+        }
+        self.unsent.push_back((topic, payload));
+    }
+
+    /// Hands a message to the Waku node; gives it back if no peer could take it now.
+    fn try_publish(
+        &mut self,
+        now: Now,
+        topic: ContentTopic,
+        payload: Vec<u8>,
+    ) -> Option<(ContentTopic, Vec<u8>)> {
         let msg = WakuMessage::new(topic.clone(), payload).with_timestamp(now.unix_nanos);
         self.remember_waku(msg.hash(&self.config.pubsub_topic));
-        match self.relay.publish(now, &self.config.pubsub_topic, &msg) {
-            Ok(_) => self.stats.published += 1,
-            Err(PublishError::NoPeers) => {
-                if self.unsent.len() >= MAX_UNSENT {
-                    self.unsent.pop_front();
-                    self.stats.publish_failed += 1;
-                }
-                self.unsent.push_back((topic.clone(), msg.payload));
+        let pubsub = self.config.pubsub_topic.clone();
+        match self.waku.publish(now, Some(pubsub), msg.clone()) {
+            Ok(Published::Relayed { peers: 0, .. })
+            | Err(NodeError::NoServicePeer(_) | NodeError::Publish(PublishError::NoPeers)) => {
+                Some((topic, msg.payload))
             }
-            Err(PublishError::Duplicate) => {}
-            Err(_) => self.stats.publish_failed += 1,
+            Ok(Published::LightPushed { push, .. }) => {
+                if self.pushes.len() < MAX_UNSENT {
+                    self.pushes.insert(push, (topic, msg.payload));
+                }
+                None
+            }
+            Ok(_) => {
+                self.stats.published += 1;
+                None
+            }
+            Err(NodeError::Publish(PublishError::Duplicate)) => None,
+            Err(_) => {
+                self.stats.publish_failed += 1;
+                None
+            }
         }
     }
 
     fn flush_unsent(&mut self, now: Now) {
-        if self.relay_peers.is_empty() {
+        if self.service_peers.is_empty() {
             return;
         }
         while let Some((topic, payload)) = self.unsent.pop_front() {
-            let msg = WakuMessage::new(topic.clone(), payload).with_timestamp(now.unix_nanos);
-            match self.relay.publish(now, &self.config.pubsub_topic, &msg) {
-                Ok(_) => {
-                    self.remember_waku(msg.hash(&self.config.pubsub_topic));
+            // Stamped anew: the network refuses timestamps more than 20 s off.
+            if let Some(back) = self.try_publish(now, topic, payload) {
+                self.unsent.push_front(back);
+                return;
+            }
+        }
+    }
+
+    fn on_lightpush(&mut self, e: LightPushClientEvent) {
+        match e {
+            LightPushClientEvent::Pushed { id, .. } => {
+                if self.pushes.remove(&id).is_some() {
                     self.stats.published += 1;
                 }
-                Err(PublishError::NoPeers) => {
-                    self.unsent.push_front((topic, msg.payload));
-                    return;
+            }
+            LightPushClientEvent::Failed { id, .. } => {
+                if let Some((topic, payload)) = self.pushes.remove(&id) {
+                    self.hold_unsent(topic, payload);
                 }
-                Err(_) => self.stats.publish_failed += 1,
             }
         }
     }
@@ -1775,8 +1827,8 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
                     .time_range(Some(from), Some(end))
                     .forward();
                 match self
-                    .store_client
-                    .query(now, peer, q, QueryLimits::default())
+                    .waku
+                    .query_store(now, Some(peer), q, QueryLimits::default())
                 {
                     Ok(id) => {
                         self.running_backfills.insert(id, (chunk.to_vec(), from, 0));
@@ -2448,21 +2500,21 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
     fn pump(&mut self, now: Now) {
         loop {
             let mut moved = false;
-            while let Some(e) = self.relay.poll_event() {
+            while let Some(e) = self.waku.poll_event() {
                 moved = true;
                 match e {
-                    RelayEvent::Message { topic, message, .. } => {
-                        self.on_waku_message(now, &topic, &message);
-                    }
-                    RelayEvent::DisconnectPeer { peer } => {
+                    NodeEvent::Message {
+                        pubsub_topic,
+                        message,
+                        ..
+                    } => self.on_waku_message(now, &pubsub_topic, &message),
+                    NodeEvent::Store(e) => self.on_store_event(now, e),
+                    NodeEvent::LightPush(e) => self.on_lightpush(e),
+                    NodeEvent::DisconnectPeer { peer, .. } => {
                         self.push_event(MessengerEvent::DisconnectPeer { peer });
                     }
                     _ => {}
                 }
-            }
-            while let Some(e) = self.store_client.poll_event() {
-                moved = true;
-                self.on_store_event(now, e);
             }
             while let Some(e) = self.mvds.poll_event() {
                 moved = true;
@@ -2497,10 +2549,16 @@ impl<S: Storage, M: SyncStore<PeerKey>> Machine for Messenger<S, M> {
 
     fn handle_connected(&mut self, now: Now, peer: PeerId, protocols: &[Protocol]) {
         self.enter(now);
-        if protocols.contains(&Protocol::Relay) {
-            let was_offline = self.relay_peers.is_empty();
-            self.relay_peers.insert(peer);
-            self.relay.handle_connected(now, peer, protocols);
+        self.waku.handle_connected(now, peer, protocols);
+        // A peer that can carry our messages: a relay peer, or a lightpush service node.
+        let carries = if self.waku.capabilities().is_relaying() {
+            protocols.contains(&Protocol::Relay)
+        } else {
+            protocols.contains(&Protocol::LightPush)
+        };
+        if carries {
+            let was_offline = self.service_peers.is_empty();
+            self.service_peers.insert(peer);
             if was_offline {
                 if let Some(since) = self.offline_since_ms.take() {
                     let from = since.saturating_sub(duration_ms(self.config.backfill_margin));
@@ -2527,22 +2585,18 @@ impl<S: Storage, M: SyncStore<PeerKey>> Machine for Messenger<S, M> {
 
     fn handle_disconnected(&mut self, now: Now, peer: PeerId) {
         self.enter(now);
-        if self.relay_peers.remove(&peer) {
-            self.relay.handle_disconnected(now, peer);
-            if self.relay_peers.is_empty() {
-                let t = now_ms(now);
-                self.offline_since_ms = Some(t);
-                self.next_online_mark = None;
-                self.commit(vec![StorageOp::Put {
-                    table: Table::Meta,
-                    key: b"last_online_ms".to_vec(),
-                    value: t.to_be_bytes().to_vec(),
-                }]);
-            }
+        self.waku.handle_disconnected(now, peer);
+        if self.service_peers.remove(&peer) && self.service_peers.is_empty() {
+            let t = now_ms(now);
+            self.offline_since_ms = Some(t);
+            self.next_online_mark = None;
+            self.commit(vec![StorageOp::Put {
+                table: Table::Meta,
+                key: b"last_online_ms".to_vec(),
+                value: t.to_be_bytes().to_vec(),
+            }]);
         }
-        if self.store_peers.remove(&peer) {
-            self.store_client.handle_disconnected(peer);
-        }
+        self.store_peers.remove(&peer);
         self.pump(now);
     }
 
@@ -2555,27 +2609,14 @@ impl<S: Storage, M: SyncStore<PeerKey>> Machine for Messenger<S, M> {
         frame: &[u8],
     ) {
         self.enter(now);
-        match (protocol, kind) {
-            (Protocol::Relay, _) => self.relay.handle_frame(now, from, frame),
-            (Protocol::StoreQuery, FrameKind::Response(id)) => {
-                self.store_client.handle_response(now, from, id, frame);
-            }
-            _ => {}
-        }
+        self.waku.handle_frame(now, from, protocol, kind, frame);
         self.pump(now);
     }
 
     fn handle_timeout(&mut self, now: Now) {
         self.enter(now);
-        if self.relay.poll_timeout().is_some_and(|t| t <= now.instant) {
-            self.relay.handle_timeout(now);
-        }
-        if self
-            .store_client
-            .poll_timeout()
-            .is_some_and(|t| t <= now.instant)
-        {
-            self.store_client.handle_timeout(now);
+        if self.waku.poll_timeout().is_some_and(|t| t <= now.instant) {
+            self.waku.handle_timeout(now);
         }
         self.reassembler.handle_timeout(now.instant);
         if self.next_tick.is_some_and(|t| t <= now.instant) {
@@ -2615,9 +2656,7 @@ impl<S: Storage, M: SyncStore<PeerKey>> Machine for Messenger<S, M> {
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.relay
-            .poll_transmit()
-            .or_else(|| self.store_client.poll_transmit())
+        self.waku.poll_transmit()
     }
 
     fn poll_event(&mut self) -> Option<MessengerEvent> {
@@ -2631,8 +2670,7 @@ impl<S: Storage, M: SyncStore<PeerKey>> Machine for Messenger<S, M> {
             Some(self.last_now.instant + Duration::from_millis(due.saturating_sub(now)))
         };
         [
-            self.relay.poll_timeout(),
-            self.store_client.poll_timeout(),
+            self.waku.poll_timeout(),
             self.reassembler.poll_timeout(),
             self.next_tick,
             self.next_bundle,
@@ -2646,7 +2684,7 @@ impl<S: Storage, M: SyncStore<PeerKey>> Machine for Messenger<S, M> {
     }
 
     fn protocols(&self) -> Vec<Protocol> {
-        vec![Protocol::Relay]
+        self.waku.protocols()
     }
 }
 

@@ -15,44 +15,48 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use waku_core::message::WakuMessage;
 use waku_core::net::{FrameKind, Machine, Now, PeerId, Protocol, Transmit};
-use waku_core::relay::{Relay, RelayConfig, RelayEvent};
-use waku_core::store::{MemoryStore, StoreServer, StoreServerConfig};
+use waku_core::node::{NodeEvent, WakuNode, WakuNodeConfig};
+use waku_core::roles::Capabilities;
 use waku_core::topic::PubsubTopic;
 
 /// Unix time at the rig's start, nanoseconds.
 pub const BASE_UNIX_NANOS: i64 = 1_700_000_000_000_000_000;
 
-/// A full node: relays everything on its pubsub topic and archives it.
+/// A full node: a `WakuNode` with every capability (relay, store, filter and lightpush
+/// service), recording every message it relays.
 pub struct FullNode {
-    relay: Relay,
-    store: StoreServer,
+    node: WakuNode,
     /// Every Waku message this node relayed (for privacy checks).
     pub seen: Vec<(PubsubTopic, WakuMessage)>,
 }
 
 impl FullNode {
-    pub fn new(seed: u64, pubsub: &PubsubTopic, now: Now) -> Self {
+    pub fn new(seed: u64, config: &MessengerConfig, now: Now) -> Self {
         let mut s = [0u8; 32];
         s[..8].copy_from_slice(&seed.to_be_bytes());
-        let mut relay = Relay::new(RelayConfig::default(), s, now.instant);
-        relay.subscribe(now, pubsub).unwrap();
-        let store = StoreServer::new(
-            Box::new(MemoryStore::new()),
-            StoreServerConfig::default(),
-            now,
+        let wc = WakuNodeConfig::new(
+            Capabilities::FULL,
+            config.waku.cluster_id,
+            config.waku.shards.clone(),
         );
+        let mut node = WakuNode::new(wc, None, s, now).unwrap();
+        node.subscribe(now, config.pubsub_topic.clone(), vec![])
+            .unwrap();
         FullNode {
-            relay,
-            store,
+            node,
             seen: Vec::new(),
         }
     }
 
-    fn drain(&mut self, now: Now) {
-        while let Some(e) = self.relay.poll_event() {
-            if let RelayEvent::Message { topic, message, .. } = e {
-                self.store.archive(now, &topic, &message);
-                self.seen.push((topic, message));
+    fn drain(&mut self) {
+        while let Some(e) = self.node.poll_event() {
+            if let NodeEvent::Message {
+                pubsub_topic,
+                message,
+                ..
+            } = e
+            {
+                self.seen.push((pubsub_topic, message));
             }
         }
     }
@@ -62,14 +66,13 @@ impl Machine for FullNode {
     type Event = ();
 
     fn handle_connected(&mut self, now: Now, peer: PeerId, protocols: &[Protocol]) {
-        if protocols.contains(&Protocol::Relay) {
-            self.relay.handle_connected(now, peer, protocols);
-        }
+        self.node.handle_connected(now, peer, protocols);
+        self.drain();
     }
 
     fn handle_disconnected(&mut self, now: Now, peer: PeerId) {
-        self.relay.handle_disconnected(now, peer);
-        Machine::handle_disconnected(&mut self.store, now, peer);
+        self.node.handle_disconnected(now, peer);
+        self.drain();
     }
 
     fn handle_frame(
@@ -80,48 +83,30 @@ impl Machine for FullNode {
         kind: FrameKind,
         frame: &[u8],
     ) {
-        match (protocol, kind) {
-            (Protocol::Relay, _) => {
-                self.relay.handle_frame(now, from, frame);
-                self.drain(now);
-            }
-            (Protocol::StoreQuery, FrameKind::Request(id)) => {
-                self.store.handle_request(now, from, id, frame)
-            }
-            _ => {}
-        }
+        self.node.handle_frame(now, from, protocol, kind, frame);
+        self.drain();
     }
 
     fn handle_timeout(&mut self, now: Now) {
-        if self.relay.poll_timeout().is_some_and(|t| t <= now.instant) {
-            self.relay.handle_timeout(now);
-            self.drain(now);
-        }
-        if self.store.poll_timeout().is_some_and(|t| t <= now.instant) {
-            self.store.handle_timeout(now);
-        }
+        self.node.handle_timeout(now);
+        self.drain();
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.relay
-            .poll_transmit()
-            .or_else(|| self.store.poll_transmit())
+        self.node.poll_transmit()
     }
 
     fn poll_event(&mut self) -> Option<()> {
-        while self.store.poll_event().is_some() {}
+        self.drain();
         None
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        [self.relay.poll_timeout(), self.store.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        self.node.poll_timeout()
     }
 
     fn protocols(&self) -> Vec<Protocol> {
-        vec![Protocol::Relay, Protocol::StoreQuery]
+        self.node.protocols()
     }
 }
 
@@ -234,6 +219,9 @@ pub struct Net {
     heard: Vec<BTreeSet<Vec<u8>>>,
     /// Per node: (time, content topic) of every Waku message it originated on the relay.
     pub originated: Vec<Vec<(Duration, String)>>,
+    /// Per node: every distinct Waku message it received (relay or lightpush), in order.
+    pub carried: Vec<Vec<WakuMessage>>,
+    carried_set: Vec<BTreeSet<Vec<u8>>>,
 }
 
 impl Net {
@@ -257,6 +245,8 @@ impl Net {
             frames_lost: 0,
             heard: Vec::new(),
             originated: Vec::new(),
+            carried: Vec::new(),
+            carried_set: Vec::new(),
         }
     }
 
@@ -271,14 +261,16 @@ impl Net {
         &mut self.rng
     }
 
-    pub fn add_full_node(&mut self, pubsub: &PubsubTopic) -> usize {
+    pub fn add_full_node(&mut self, config: &MessengerConfig) -> usize {
         let seed = self.rng.next_u64();
-        let node = FullNode::new(seed, pubsub, self.now());
+        let node = FullNode::new(seed, config, self.now());
         self.nodes.push(Node::Full(Box::new(node)));
         self.online.push(true);
         self.events.push(Vec::new());
         self.heard.push(BTreeSet::new());
         self.originated.push(Vec::new());
+        self.carried.push(Vec::new());
+        self.carried_set.push(BTreeSet::new());
         self.nodes.len() - 1
     }
 
@@ -311,6 +303,8 @@ impl Net {
         self.events.push(Vec::new());
         self.heard.push(BTreeSet::new());
         self.originated.push(Vec::new());
+        self.carried.push(Vec::new());
+        self.carried_set.push(BTreeSet::new());
         self.nodes.len() - 1
     }
 
@@ -347,7 +341,7 @@ impl Net {
     /// seed): its connections drop and come back, everything in flight to or from it is lost.
     pub fn restart(&mut self, i: usize, account: &Account, config: MessengerConfig) {
         self.set_online(i, false);
-        let placeholder = Node::Full(Box::new(FullNode::new(0, &config.pubsub_topic, self.now())));
+        let placeholder = Node::Full(Box::new(FullNode::new(0, &config, self.now())));
         let old = std::mem::replace(&mut self.nodes[i], placeholder);
         let Node::Messenger(m) = old else {
             panic!("node {i} is not a messenger")
@@ -440,6 +434,14 @@ impl Net {
             if t.protocol == Protocol::Relay {
                 self.sniff(i, &t.bytes, true);
             }
+            if t.protocol == Protocol::LightPush && matches!(t.kind, FrameKind::Request(_)) {
+                use prost::Message as _;
+                if let Ok(req) = proto::waku::LightPushRequest::decode(t.bytes.as_slice())
+                    && let Some(w) = req.message
+                {
+                    self.originated[i].push((self.offset, w.content_topic.clone()));
+                }
+            }
             let loss = self
                 .loss_ppm
                 .get(&(i, to))
@@ -471,6 +473,14 @@ impl Net {
         }
     }
 
+    fn carry(&mut self, node: usize, data: Vec<u8>) {
+        if let Ok(w) = WakuMessage::decode(&data)
+            && self.carried_set[node].insert(data)
+        {
+            self.carried[node].push(w);
+        }
+    }
+
     /// Notes the Waku messages in a relay frame: received by `node`, or sent by it (and then
     /// originated by it unless it received them before).
     fn sniff(&mut self, node: usize, frame: &[u8], sent: bool) {
@@ -481,6 +491,7 @@ impl Net {
         for m in rpc.publish {
             let Some(data) = m.data else { continue };
             if !sent {
+                self.carry(node, data.clone());
                 self.heard[node].insert(data);
             } else if !self.heard[node].contains(&data) {
                 self.heard[node].insert(data.clone());
@@ -517,6 +528,15 @@ impl Net {
                 if self.online[to] {
                     if frame.protocol == Protocol::Relay {
                         self.sniff(to, &frame.bytes, false);
+                    }
+                    if frame.protocol == Protocol::LightPush {
+                        use prost::Message as _;
+                        if let Ok(req) =
+                            proto::waku::LightPushRequest::decode(frame.bytes.as_slice())
+                            && let Some(w) = req.message
+                        {
+                            self.carry(to, w.encode_to_vec());
+                        }
                     }
                     self.nodes[to].machine().frame(
                         now,

@@ -1,6 +1,6 @@
 //! The Messenger: a sans-IO machine that carries a chat message through all five layers.
 //!
-//! It owns the Waku side (a relay router on one pubsub topic and a store client), the x3dh
+//! It owns a Waku node (`waku_core::node::WakuNode`, a light node by default), the x3dh
 //! prekey store, the ratchet sessions of every contact, an MVDS node and the chats, and routes
 //! between them. A driver runs it like any other [`Machine`]: frames and timeouts in,
 //! transmits and [`MessengerEvent`]s out; the application calls its commands
@@ -26,8 +26,10 @@
 //! until the peer answers) → `ProtocolMessage { installation_id, bundles: [our bundle],
 //! encrypted_message: { their installation: … } }` → segments if too large ([`crate::segment`]) →
 //! Waku payload sealed to the recipient's X25519 key and signed by us (so the recipient, and only
-//! it, learns who sent it) → `WakuMessage` on the topic above → relay. Receiving walks back up;
-//! every step drops what does not check and counts it in [`MessengerStats`].
+//! it, learns who sent it) → `WakuMessage` on the topic above → lightpush (or relay).
+//! Receiving walks back up; every step drops what does not check and counts it in
+//! [`MessengerStats`] (`undecryptable` also counts replays, such as a message pushed twice when
+//! a lightpush answer was lost).
 //!
 //! # Storage
 //!
@@ -995,7 +997,7 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
         self.add_route(topic.clone(), Route::ContactCode(peer));
         self.add_negotiated_route(&peer);
         let from = now_ms(now).saturating_sub(self.config.bundles.max_age_ms);
-        self.backfills.push((vec![topic], ms_to_nanos(from)));
+        self.queue_backfill(vec![topic], ms_to_nanos(from));
         self.persist_contact(&peer);
         self.pump(now);
     }
@@ -1184,7 +1186,7 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
         self.chats.entry(id.clone()).or_default();
         self.persist_chat(&id);
         let from = now_ms(now).saturating_sub(duration_ms(self.config.initial_history));
-        self.backfills.push((vec![topic], ms_to_nanos(from)));
+        self.queue_backfill(vec![topic], ms_to_nanos(from));
         self.pump(now);
         Ok(id)
     }
@@ -1839,10 +1841,27 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
         }
     }
 
-    fn retry_backfill(&mut self, now: Now, topics: Vec<ContentTopic>, from: i64) {
+    /// Queues a store query for `topics` since `from` (Unix ns). Beyond
+    /// [`MAX_PENDING_BACKFILLS`] queries the queue collapses into one for every topic we follow
+    /// since the earliest time asked for, so nothing is lost and memory stays bounded.
+    fn queue_backfill(&mut self, topics: Vec<ContentTopic>, from: i64) {
         if self.backfills.len() < MAX_PENDING_BACKFILLS {
             self.backfills.push((topics, from));
+            return;
         }
+        let earliest = self
+            .backfills
+            .iter()
+            .map(|(_, f)| *f)
+            .chain([from])
+            .min()
+            .unwrap_or(from);
+        let all: Vec<ContentTopic> = self.routes.keys().cloned().collect();
+        self.backfills = vec![(all, earliest)];
+    }
+
+    fn retry_backfill(&mut self, now: Now, topics: Vec<ContentTopic>, from: i64) {
+        self.queue_backfill(topics, from);
         if self.next_backfill_retry.is_none() {
             self.next_backfill_retry = Some(now.instant + BACKFILL_RETRY);
         }
@@ -2563,7 +2582,7 @@ impl<S: Storage, M: SyncStore<PeerKey>> Machine for Messenger<S, M> {
                 if let Some(since) = self.offline_since_ms.take() {
                     let from = since.saturating_sub(duration_ms(self.config.backfill_margin));
                     let topics: Vec<ContentTopic> = self.routes.keys().cloned().collect();
-                    self.backfills.push((topics, ms_to_nanos(from)));
+                    self.queue_backfill(topics, ms_to_nanos(from));
                 }
                 self.next_online_mark = Some(now.instant);
                 let peers: Vec<PeerKey> = self

@@ -205,6 +205,78 @@ pub fn messenger_frames(data: &[u8]) {
     assert_eq!(m.chats().cloned().collect::<Vec<_>>(), chats);
 }
 
+/// A storage holding arbitrary records (as a corrupt or tampered database would): opening a
+/// Messenger on it either fails with an error or works; nothing panics, and an opened Messenger
+/// runs.
+pub fn storage_records(data: &[u8]) {
+    use std::sync::OnceLock;
+
+    use waku_core::net::{Machine, Now};
+
+    use crate::account::Account;
+    use crate::messenger::{Messenger, MessengerConfig};
+    use crate::storage::{MemoryStorage, Storage, StorageOp, Table};
+
+    static ACCOUNT: OnceLock<Account> = OnceLock::new();
+    let account = ACCOUNT.get_or_init(|| {
+        Account::restore(
+            "legal winner thank year wave sausage worth useful legal winner thank yellow",
+            "",
+        )
+        .expect("fixed phrase")
+    });
+    // Records: table selector (1) ‖ key length (1) ‖ key ‖ value length (2, BE) ‖ value.
+    let mut ops = Vec::new();
+    let mut rest = data;
+    while let Some((&t, r)) = rest.split_first() {
+        let Some((&klen, r)) = r.split_first() else {
+            break;
+        };
+        let Some((key, r)) = r.split_at_checked(usize::from(klen)) else {
+            break;
+        };
+        let Some((vlen, r)) = r.split_first_chunk::<2>() else {
+            break;
+        };
+        let Some((value, r)) = r.split_at_checked(usize::from(u16::from_be_bytes(*vlen))) else {
+            break;
+        };
+        let Some(&table) = Table::ALL.get(usize::from(t) % Table::ALL.len()) else {
+            break;
+        };
+        ops.push(StorageOp::Put {
+            table,
+            key: key.to_vec(),
+            value: value.to_vec(),
+        });
+        rest = r;
+    }
+    let mut storage = MemoryStorage::new();
+    storage.commit(ops).expect("memory storage");
+    #[allow(clippy::disallowed_methods)] // the fuzzer needs some origin; only offsets matter
+    let now = Now {
+        instant: Instant::now(),
+        unix_nanos: 1_700_000_000_000_000_000,
+    };
+    let opened: Result<Messenger, _> = Messenger::new(
+        MessengerConfig::default(),
+        account,
+        storage,
+        mvds::MemoryStore::new(),
+        [1; 32],
+        now,
+    );
+    if let Ok(mut m) = opened {
+        m.handle_timeout(now);
+        let chats: Vec<_> = m.chats().cloned().collect();
+        for c in &chats {
+            let _ = m.messages(c).count();
+        }
+        while m.poll_transmit().is_some() {}
+        while m.poll_event().is_some() {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +331,11 @@ mod tests {
         ) {
             let data = frames.join(&0xA5);
             messenger_frames(&data);
+        }
+
+        #[test]
+        fn corrupt_storage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            storage_records(&data);
         }
 
         #[test]

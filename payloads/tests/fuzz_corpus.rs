@@ -25,4 +25,5 @@ fn corpus_replays() {
     replay("payloads_membership", payloads::fuzzing::membership);
     replay("payloads_segments", payloads::fuzzing::segments);
     replay("payloads_messenger", payloads::fuzzing::messenger_frames);
+    replay("payloads_storage", payloads::fuzzing::storage_records);
 }

@@ -33,11 +33,17 @@ pub enum Table {
     Messages,
     /// One record per private group: its event history.
     Groups,
+    /// One record per (chat, message, sender, emoji): the latest reaction, so counts and
+    /// retractions survive a restart.
+    Reactions,
+    /// One record per sent MVDS message whose acknowledgement is still awaited: which chat
+    /// message it carries, so an ack after a restart still raises `Delivered`.
+    Outbox,
 }
 
 impl Table {
     /// Every table, in a fixed order.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 9] = [
         Table::Meta,
         Table::PreKeys,
         Table::Sessions,
@@ -45,6 +51,8 @@ impl Table {
         Table::Chats,
         Table::Messages,
         Table::Groups,
+        Table::Reactions,
+        Table::Outbox,
     ];
 
     /// The table's name (for a SQL backend).
@@ -57,6 +65,8 @@ impl Table {
             Table::Chats => "chats",
             Table::Messages => "messages",
             Table::Groups => "groups",
+            Table::Reactions => "reactions",
+            Table::Outbox => "outbox",
         }
     }
 }
@@ -248,6 +258,6 @@ mod tests {
             .is_err()
         );
         assert_eq!(s.len(Table::Meta), 1);
-        assert_eq!(Table::ALL.len(), 7);
+        assert_eq!(Table::ALL.len(), 9);
     }
 }

@@ -135,3 +135,71 @@ fn storage_failure_is_reported_and_sends_refused() {
         Err(payloads::messenger::SendError::Storage)
     ));
 }
+
+/// Reactions and the acknowledgements still awaited survive a restart: counts come back from
+/// storage, and an ack that arrives after the sender restarted still marks the message
+/// delivered.
+#[test]
+fn reactions_and_pending_acks_survive_a_restart() {
+    let mut net = Net::new(0x0ac5);
+    let config = MessengerConfig::default();
+    let f = net.add_full_node(&config);
+    let (alice, alice_account) = net.add_messenger(config.clone());
+    let (bob, _) = net.add_messenger(config.clone());
+    net.link(alice, f);
+    net.link(bob, f);
+    net.run_for(Duration::from_secs(5));
+    let alice_key = *net.messenger(alice).public_key();
+    let bob_key = *net.messenger(bob).public_key();
+    net.with(alice, |m, now| m.add_contact(now, bob_key));
+    assert!(net.run_until(Duration::from_secs(60), |n| {
+        n.messenger(alice).has_bundle(&bob_key)
+    }));
+    let to_bob = ChatId::OneToOne(bob_key);
+    let to_alice = ChatId::OneToOne(alice_key);
+    let first = net
+        .with(alice, |m, now| m.send(now, &to_bob, Draft::text("react to me")))
+        .unwrap();
+    assert!(net.run_until(Duration::from_secs(60), |n| texts(n, bob)
+        == ["react to me"]));
+    net.with(bob, |m, now| {
+        m.react(now, &to_alice, first, payloads::chat::Emoji::Laugh, false)
+    })
+    .unwrap();
+    let laugh = |n: &mut Net| {
+        n.messenger(alice)
+            .reactions(&to_bob, &first)
+            .get(&payloads::chat::Emoji::Laugh)
+            .copied()
+    };
+    assert!(net.run_until(Duration::from_secs(60), |n| laugh(n) == Some(1)));
+    net.run_for(Duration::from_secs(30));
+
+    // Bob goes offline; Alice sends, so the ack is still awaited when she restarts.
+    net.set_online(bob, false);
+    let pending = net
+        .with(alice, |m, now| m.send(now, &to_bob, Draft::text("ack me later")))
+        .unwrap();
+    net.run_for(Duration::from_secs(10));
+    let delivered = |n: &Net| {
+        n.events[alice].iter().any(|e| {
+            matches!(e, MessengerEvent::Delivered { id, to, .. } if *id == pending && *to == bob_key)
+        })
+    };
+    assert!(!delivered(&net), "acked while the receiver was offline");
+    net.restart(alice, &alice_account, config.clone());
+    assert_eq!(laugh(&mut net), Some(1), "reaction lost in the restart");
+
+    net.set_online(bob, true);
+    assert!(
+        net.run_until(Duration::from_secs(300), |n| delivered(n)),
+        "the ack that came after the restart raised no Delivered"
+    );
+    let entry = net
+        .messenger_ref(alice)
+        .messages(&to_bob)
+        .find(|e| e.id == pending)
+        .cloned()
+        .unwrap();
+    assert!(entry.delivered_to.contains(&bob_key));
+}

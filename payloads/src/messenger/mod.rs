@@ -566,6 +566,8 @@ pub struct Messenger<S: Storage = MemoryStorage, M: SyncStore<PeerKey> = mvds::M
     seen_order: VecDeque<MessageHash>,
     tracked: BTreeMap<mvds::MessageId, (ChatId, MessageId)>,
     tracked_order: VecDeque<mvds::MessageId>,
+    // Orders the persisted outbox, so a restart evicts the oldest first as before.
+    tracked_seq: u64,
     backfills: Vec<(Vec<ContentTopic>, i64)>,
     running_backfills: BTreeMap<waku_core::store::QueryId, (Vec<ContentTopic>, i64, usize)>,
     next_backfill_retry: Option<Instant>,
@@ -741,6 +743,7 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
             seen_order: VecDeque::new(),
             tracked: BTreeMap::new(),
             tracked_order: VecDeque::new(),
+            tracked_seq: 0,
             backfills: Vec::new(),
             running_backfills: BTreeMap::new(),
             next_backfill_retry: None,
@@ -874,6 +877,52 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
                     delivered_to,
                 },
             );
+        }
+        for (k, v) in table(Table::Reactions) {
+            let Some(mut key) = Reader::new(k) else {
+                continue;
+            };
+            let Some(chat) = key.bytes().and_then(ChatId::from_storage_key) else {
+                continue;
+            };
+            let Some(mut r) = Reader::new(v) else {
+                continue;
+            };
+            let Some(sender) = r.bytes().and_then(identity_of_slice) else {
+                continue;
+            };
+            let Some(reaction) = r.bytes().and_then(|b| {
+                proto::status::EmojiReaction::decode(b)
+                    .ok()
+                    .and_then(|pb| EmojiReaction::from_proto(pb).ok())
+            }) else {
+                continue;
+            };
+            if let Some(c) = self.chats.get_mut(&chat) {
+                c.reactions.apply(*sender.ed25519_bytes(), &reaction);
+            }
+        }
+        let mut outbox: Vec<(u64, mvds::MessageId, ChatId, MessageId)> = Vec::new();
+        for (k, v) in table(Table::Outbox) {
+            let (Ok(mvds_id), Some(mut r)) = (<[u8; 32]>::try_from(k.as_slice()), Reader::new(v))
+            else {
+                continue;
+            };
+            let (Some(seq), Some(chat), Some(id)) = (
+                r.u64(),
+                r.bytes().and_then(ChatId::from_storage_key),
+                r.bytes().and_then(|b| <[u8; 32]>::try_from(b).ok()),
+            ) else {
+                continue;
+            };
+            outbox.push((seq, mvds::MessageId(mvds_id), chat, MessageId(id)));
+        }
+        outbox.sort_by_key(|(seq, ..)| *seq);
+        for (seq, mvds_id, chat, id) in outbox {
+            self.tracked_seq = self.tracked_seq.max(seq);
+            if self.tracked.insert(mvds_id, (chat, id)).is_none() {
+                self.tracked_order.push_back(mvds_id);
+            }
         }
     }
 
@@ -1160,7 +1209,10 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
         }
         let c = self.chats.entry(chat.clone()).or_default();
         c.clock = LamportClock::starting_at(c.clock.last().max(clock));
-        c.reactions.apply(*self.me.ed25519_bytes(), &reaction);
+        if c.reactions.apply(*self.me.ed25519_bytes(), &reaction) {
+            let me = self.me;
+            self.persist_reaction(chat, &me, &reaction);
+        }
         self.persist_chat(chat);
         self.pump(now);
         Ok(id)
@@ -1580,14 +1632,50 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
     }
 
     fn track(&mut self, mvds_id: mvds::MessageId, chat: ChatId, id: MessageId) {
-        if self.tracked.insert(mvds_id, (chat, id)).is_none() {
+        let mut ops = Vec::new();
+        if self.tracked.insert(mvds_id, (chat.clone(), id)).is_none() {
             self.tracked_order.push_back(mvds_id);
+            self.tracked_seq += 1;
+            ops.push(StorageOp::Put {
+                table: Table::Outbox,
+                key: mvds_id.as_bytes().to_vec(),
+                value: Writer::new()
+                    .u64(self.tracked_seq)
+                    .bytes(&chat.storage_key())
+                    .bytes(id.as_bytes())
+                    .finish(),
+            });
         }
         while self.tracked_order.len() > MAX_TRACKED_SENDS {
             if let Some(old) = self.tracked_order.pop_front() {
                 self.tracked.remove(&old);
+                ops.push(StorageOp::Delete {
+                    table: Table::Outbox,
+                    key: old.as_bytes().to_vec(),
+                });
             }
         }
+        if !ops.is_empty() {
+            self.commit(ops);
+        }
+    }
+
+    fn persist_reaction(&mut self, chat: &ChatId, sender: &PublicIdentity, r: &EmojiReaction) {
+        let key = Writer::new()
+            .bytes(&chat.storage_key())
+            .bytes(r.message_id.as_bytes())
+            .bytes(sender.ed25519_bytes())
+            .u8(r.emoji as u8)
+            .finish();
+        let value = Writer::new()
+            .bytes(sender.ed25519_bytes())
+            .bytes(&r.to_proto().encode_to_vec())
+            .finish();
+        self.commit(vec![StorageOp::Put {
+            table: Table::Reactions,
+            key,
+            value,
+        }]);
     }
 
     fn sync_send(
@@ -2398,6 +2486,7 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
         };
         if c.reactions.apply(*sender.ed25519_bytes(), &reaction) {
             c.clock = LamportClock::starting_at(c.clock.last().max(reaction.clock));
+            self.persist_reaction(chat, &sender, &reaction);
             if sender != self.me {
                 self.push_event(MessengerEvent::ReactionReceived {
                     chat: chat.clone(),

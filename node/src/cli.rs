@@ -15,6 +15,10 @@ Examples:
     status-node account show --phrase-file my-phrase.txt
     echo \"$PHRASE\" | status-node account show --phrase-file -
 
+  Watch the life of a message from Alice to Bob on a simulated network:
+    status-node demo
+    status-node demo --seed 7 --quiet
+
 Accounts are not stored on disk yet: the encrypted account store (account new|restore
 with --data-dir) arrives with issue 11.";
 
@@ -36,6 +40,9 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
+    /// Run the life of a message (Alice to Bob through bootstrap and full nodes) on an
+    /// in-process simulated network and print every step.
+    Demo(DemoArgs),
 }
 
 /// `account` subcommands.
@@ -78,4 +85,15 @@ pub(crate) struct ShowArgs {
     /// File holding the BIP-39 passphrase used when the account was created, if any.
     #[arg(long, value_name = "FILE")]
     pub(crate) passphrase_file: Option<PathBuf>,
+}
+
+/// Arguments of `demo`.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Seed of every random draw: the same seed prints the same run, byte for byte.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Print the steps and their results only, not every frame on the network.
+    #[arg(long)]
+    pub(crate) quiet: bool,
 }

@@ -7,6 +7,7 @@
 
 mod account;
 mod cli;
+mod demo;
 
 use std::process::ExitCode;
 
@@ -15,11 +16,19 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let mut out = std::io::stdout().lock();
-    let result = match cli.command {
-        cli::Command::Keygen(args) => account::keygen(&args, &mut out),
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        cli::Command::Keygen(args) => account::keygen(&args, &mut out).map_err(Into::into),
         cli::Command::Account {
             command: cli::AccountCommand::Show(args),
-        } => account::show(&args, &mut out),
+        } => account::show(&args, &mut out).map_err(Into::into),
+        cli::Command::Demo(args) => demo::run(
+            demo::DemoOptions {
+                seed: args.seed,
+                quiet: args.quiet,
+            },
+            &mut out,
+        )
+        .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,7 +19,7 @@ pub fn tcp_hello(data: &[u8]) {
 }
 
 /// Feeds a plaintext stream to the packet decoder in chunks (the first byte picks the chunk
-/// size), as the peer of a node speaking every protocol. Checks that the buffer stays bounded
+/// size), between two nodes serving every protocol. Checks that the buffer stays bounded
 /// and that every decoded packet survives a re-encoding.
 pub fn tcp_packets(data: &[u8]) {
     let Some((&chunk, rest)) = data.split_first() else {
@@ -28,7 +28,7 @@ pub fn tcp_packets(data: &[u8]) {
     let chunk = (usize::from(chunk) + 1) * 97 % MAX_NOISE_PLAINTEXT + 1;
     let ours = Hello::new("fuzz", 0, &Protocol::ALL);
     let mut decoder = PacketDecoder::new();
-    decoder.set_peer_hello(&ours, &Protocol::ALL);
+    decoder.set_hellos(&ours, &ours);
     for piece in rest.chunks(chunk) {
         if decoder.push(piece).is_err() {
             return;
@@ -66,7 +66,7 @@ fn round_trip(ours: &Hello, p: &Packet) {
         return;
     }
     let mut d = PacketDecoder::new();
-    d.set_peer_hello(ours, &Protocol::ALL);
+    d.set_hellos(ours, ours);
     assert!(d.push(&out).is_ok());
     assert_eq!(d.next_packet().ok().flatten().as_ref(), Some(p));
 }

@@ -14,13 +14,17 @@
 //! - `tcp` (feature `tcp`): a devp2p-style transport on tokio with Noise, a Hello exchange,
 //!   tagged length-prefixed frames, keepalive and reconnects.
 //!
-//! Both follow devp2p's capability rule: on connect a machine is told the protocols that both
-//! sides list in [`Machine::protocols`](waku_core::net::Machine::protocols), and frames on any
-//! other protocol, or longer than [`Protocol::max_frame_len`], are dropped and counted. So a
-//! machine lists every protocol it speaks on the wire, including those it only uses as a client
-//! (a light node lists `StoreQuery` to query a store). A peer that reconnects gets a fresh
-//! [`PeerId`].
+//! Both follow libp2p's model of who speaks what: [`Machine::protocols`] lists what a machine
+//! *serves* (identify, or the TCP Hello), and a client opens a protocol the remote serves. On
+//! connect a machine is told the protocols the *remote* serves. A stream frame or a request on
+//! protocol `P` is carried only if its receiver lists `P`; a response only if its sender does
+//! (the server answers). Other frames, and frames longer than [`Protocol::max_frame_len`], are
+//! dropped and counted. So a light node lists only what it serves (metadata, the filter pushes
+//! it receives) and still queries stores, subscribes and lightpushes through peers that list
+//! those protocols, and no full node mistakes it for a server. A peer that reconnects gets a
+//! fresh [`PeerId`].
 //!
+//! [`Machine::protocols`]: waku_core::net::Machine::protocols
 //! [`Protocol::max_frame_len`]: waku_core::net::Protocol::max_frame_len
 //! [`PeerId`]: waku_core::net::PeerId
 #![forbid(unsafe_code)]

@@ -12,10 +12,15 @@
 //!
 //! - **Links** are configured per pair of nodes ([`Sim::connect`]) with a [`LinkConfig`] per
 //!   direction. A link carries a *connection* while both ends are up: each end gets a fresh
-//!   [`PeerId`] for the other and [`Machine::handle_connected`] with the protocols both ends
-//!   list in [`Machine::protocols`] (in its own order), as the TCP driver's Hello does. Frames
-//!   on any other protocol are dropped ([`DropReason::Unsupported`]), so a machine must list
-//!   every protocol it speaks on the wire, the ones it only uses as a client included.
+//!   [`PeerId`] for the other and [`Machine::handle_connected`] with the protocols the *other*
+//!   end serves ([`Machine::protocols`]), as the TCP driver's Hello and libp2p's identify do.
+//! - **Who serves what.** As in libp2p, a client opens a protocol the remote serves: a
+//!   [`FrameKind::Stream`] or [`FrameKind::Request`] frame on protocol `P` is carried only if its
+//!   receiver lists `P`, a [`FrameKind::Response`] only if its sender lists `P` (the server
+//!   answers). Anything else is dropped ([`DropReason::Unsupported`]). So a light node lists
+//!   only what it serves (metadata, filter pushes it receives) and still queries a store,
+//!   lightpushes and subscribes through the peers that list those protocols. The simulated
+//!   network never refuses a connection; the TCP driver's useless-peer rule is its own.
 //! - **Order.** Without reordering a link is FIFO in each direction, like the streams of the real
 //!   transports: jitter never lets a frame overtake an earlier one. A frame picked for reordering
 //!   (probability [`LinkConfig::reorder`]) gets up to [`LinkConfig::reorder_delay`] extra and may
@@ -313,7 +318,8 @@ pub enum SimError {
 pub enum DropReason {
     /// The sender used a [`PeerId`] it has no connection for.
     Unroutable,
-    /// The two ends do not both list the frame's protocol.
+    /// The side that serves the frame's protocol (receiver of a stream frame or request,
+    /// sender of a response) does not list it.
     Unsupported,
     /// The frame is longer than [`Protocol::max_frame_len`].
     Oversized,
@@ -449,7 +455,7 @@ pub struct NetStats {
     pub lost: u64,
     /// Dropped: no connection for the peer handle.
     pub dropped_unroutable: u64,
-    /// Dropped: protocol not listed by both ends.
+    /// Dropped: the side that would serve the protocol does not list it.
     pub dropped_unsupported: u64,
     /// Dropped: longer than the protocol allows.
     pub dropped_oversized: u64,
@@ -562,8 +568,9 @@ struct Connection {
     /// The lower node's handle for the higher one, and the reverse.
     lo_sees_hi: PeerId,
     hi_sees_lo: PeerId,
-    /// The protocols both ends list (what frames may use).
-    shared: Vec<Protocol>,
+    /// What each end serves (its [`Machine::protocols`] when the connection came up): index 0
+    /// the lower node, 1 the higher one.
+    serves: [Vec<Protocol>; 2],
 }
 
 struct Link {
@@ -1159,11 +1166,7 @@ impl<M: Machine> Sim<M> {
                 id,
                 lo_sees_hi,
                 hi_sees_lo,
-                shared: lo_protocols
-                    .iter()
-                    .filter(|p| hi_protocols.contains(p))
-                    .copied()
-                    .collect(),
+                serves: [lo_protocols.clone(), hi_protocols.clone()],
             });
         }
         let at = self.now;
@@ -1178,18 +1181,12 @@ impl<M: Machine> Sim<M> {
             &[],
         );
         let now = self.node_now(lo)?;
-        self.machine_mut(lo)?.handle_connected(
-            now,
-            lo_sees_hi,
-            &shared(&lo_protocols, &hi_protocols),
-        );
+        self.machine_mut(lo)?
+            .handle_connected(now, lo_sees_hi, &hi_protocols);
         self.drain(lo)?;
         let now = self.node_now(hi)?;
-        self.machine_mut(hi)?.handle_connected(
-            now,
-            hi_sees_lo,
-            &shared(&hi_protocols, &lo_protocols),
-        );
+        self.machine_mut(hi)?
+            .handle_connected(now, hi_sees_lo, &lo_protocols);
         self.drain(hi)
     }
 
@@ -1438,7 +1435,17 @@ impl<M: Machine> Sim<M> {
                     } else {
                         conn.lo_sees_hi
                     };
-                    let reason = if !conn.shared.contains(&t.protocol) {
+                    // The side that serves the protocol: the receiver of a stream frame or a
+                    // request, the sender of a response.
+                    let server = match t.kind {
+                        FrameKind::Response(_) => from,
+                        FrameKind::Stream | FrameKind::Request(_) => to,
+                    };
+                    let served = conn
+                        .serves
+                        .get(usize::from(server > from.min(to)))
+                        .is_some_and(|list| list.contains(&t.protocol));
+                    let reason = if !served {
                         Some(DropReason::Unsupported)
                     } else if len > t.protocol.max_frame_len() {
                         Some(DropReason::Oversized)
@@ -1555,14 +1562,6 @@ impl<M: Machine> Sim<M> {
             self.trace.push(r);
         }
     }
-}
-
-/// The protocols of `ours` that `theirs` lists too, in our order.
-fn shared(ours: &[Protocol], theirs: &[Protocol]) -> Vec<Protocol> {
-    ours.iter()
-        .filter(|p| theirs.contains(p))
-        .copied()
-        .collect()
 }
 
 fn link_key(a: NodeId, b: NodeId) -> (NodeId, NodeId) {

@@ -332,6 +332,89 @@ fn unsupported_oversized_and_unroutable_frames_are_dropped_and_counted() {
 }
 
 #[test]
+fn frames_are_carried_only_towards_the_side_that_serves_the_protocol() {
+    let mut sim = sim(18);
+    // `server` serves relay and the store; `client` serves nothing and still queries the store.
+    let server = sim.add_node(TestNode::new).unwrap();
+    let client = sim
+        .add_node(|now| TestNode::with_protocols(now, vec![]))
+        .unwrap();
+    sim.connect(server, client).unwrap();
+    let told: Vec<Ev> = sim
+        .take_events(client)
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    let to_server = sim.peer_id(client, server).unwrap();
+    assert_eq!(
+        told,
+        vec![Ev::Connected(
+            to_server,
+            vec![Protocol::Relay, Protocol::StoreQuery]
+        )],
+        "the client is told what the server serves"
+    );
+    let to_client = sim.peer_id(server, client).unwrap();
+    assert_eq!(
+        sim.take_events(server)
+            .into_iter()
+            .map(|r| r.event)
+            .collect::<Vec<_>>(),
+        vec![Ev::Connected(to_client, vec![])]
+    );
+    sim.with_node(client, |m, _| {
+        m.send(
+            to_server,
+            Protocol::StoreQuery,
+            FrameKind::Request(4),
+            b"abc".to_vec(),
+        );
+        // Refused: the server does not serve lightpush, and responses come from servers.
+        m.send(
+            to_server,
+            Protocol::LightPush,
+            FrameKind::Request(5),
+            vec![1],
+        );
+        m.send(to_server, Protocol::Relay, FrameKind::Response(6), vec![1]);
+    })
+    .unwrap();
+    sim.with_node(server, |m, _| {
+        // Refused: the client serves nothing to open.
+        m.send(
+            to_client,
+            Protocol::Relay,
+            FrameKind::Stream,
+            common::body(1, 8),
+        );
+        m.send(
+            to_client,
+            Protocol::StoreQuery,
+            FrameKind::Request(7),
+            vec![1],
+        );
+    })
+    .unwrap();
+    sim.run_until_quiet(100).unwrap();
+    let got: Vec<Ev> = sim
+        .take_events(client)
+        .into_iter()
+        .map(|r| r.event)
+        .collect();
+    assert_eq!(
+        got,
+        vec![Ev::Response {
+            from: to_server,
+            id: 4,
+            body: b"cba".to_vec()
+        }]
+    );
+    let s = sim.stats();
+    assert_eq!((s.delivered, s.dropped_unsupported), (2, 4), "{s:?}");
+    assert!(s.is_conserved(0));
+}
+
+#[test]
 fn the_stuck_timer_detector_names_the_node() {
     let mut sim = sim(9);
     let a = sim.add_node(TestNode::new).unwrap();

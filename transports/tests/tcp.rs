@@ -1,5 +1,6 @@
-//! The TCP transport on loopback: frames between two and three nodes, a Hello with nothing in
-//! common, a wrong static key, and a reconnect after the peer restarts.
+//! The TCP transport on loopback: frames between two and three nodes, frames only towards the
+//! side that serves their protocol, two nodes that serve nothing, a wrong static key, and a
+//! reconnect after the peer restarts.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -186,13 +187,13 @@ async fn three_nodes_relay_through_the_middle_one() {
 }
 
 #[tokio::test]
-async fn a_hello_with_nothing_in_common_ends_with_useless_peer() {
-    let relay_only = TestNode::with_protocols(clock_now(), vec![Protocol::Relay]);
-    let store_only = TestNode::with_protocols(clock_now(), vec![Protocol::StoreQuery]);
-    let mut a = tcp::start(config(20, true), relay_only).await.unwrap();
+async fn two_nodes_that_serve_nothing_part_as_useless_peers() {
+    let a_node = TestNode::with_protocols(clock_now(), vec![]);
+    let b_node = TestNode::with_protocols(clock_now(), vec![]);
+    let mut a = tcp::start(config(20, true), a_node).await.unwrap();
     let mut b_cfg = config(21, false);
     b_cfg.static_peers.push(peer_of(&a));
-    let mut b = tcp::start(b_cfg, store_only).await.unwrap();
+    let mut b = tcp::start(b_cfg, b_node).await.unwrap();
     let failed = |e| match e {
         DriverEvent::ConnectFailed { error, .. } => Some(error),
         DriverEvent::Connected(info) => panic!("connected: {info:?}"),
@@ -212,6 +213,80 @@ async fn a_hello_with_nothing_in_common_ends_with_useless_peer() {
     assert!(a.handle().peers().await.unwrap().is_empty());
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn frames_go_to_the_side_that_serves_the_protocol() {
+    // The server serves the store only; the client serves nothing at all and still queries it.
+    let server = TestNode::with_protocols(clock_now(), vec![Protocol::StoreQuery]);
+    let client = TestNode::with_protocols(clock_now(), vec![]);
+    let mut s = tcp::start(config(22, true), server).await.unwrap();
+    let mut c_cfg = config(23, false);
+    c_cfg.static_peers.push(peer_of(&s));
+    let mut c = tcp::start(c_cfg, client).await.unwrap();
+    let at_s = connected(&mut s).await;
+    let at_c = connected(&mut c).await;
+    assert_eq!(
+        at_c.protocols,
+        vec![Protocol::StoreQuery],
+        "what the server serves"
+    );
+    assert!(at_s.protocols.is_empty(), "the client serves nothing");
+
+    let to_s = at_c.peer;
+    c.handle()
+        .call(move |m: &mut TestNode, _| {
+            // Refused: the server does not serve relay.
+            m.send(
+                to_s,
+                Protocol::Relay,
+                FrameKind::Stream,
+                common::body(1, 20),
+            );
+            m.send(
+                to_s,
+                Protocol::StoreQuery,
+                FrameKind::Request(5),
+                b"abc".to_vec(),
+            );
+        })
+        .await
+        .unwrap();
+    let (id, body) = wait_for(&mut c, |e| match e {
+        DriverEvent::Machine(Ev::Response { id, body, .. }) => Some((id, body)),
+        _ => None,
+    })
+    .await;
+    assert_eq!((id, body.as_slice()), (5, &b"cba"[..]));
+    // The server cannot open the store on the client, nor answer on a protocol it does not serve.
+    let to_c = at_s.peer;
+    s.handle()
+        .call(move |m: &mut TestNode, _| {
+            m.send(
+                to_c,
+                Protocol::StoreQuery,
+                FrameKind::Request(6),
+                b"x".to_vec(),
+            );
+            m.send(
+                to_c,
+                Protocol::LightPush,
+                FrameKind::Response(5),
+                b"y".to_vec(),
+            );
+        })
+        .await
+        .unwrap();
+    let cs = c.handle().stats().await.unwrap();
+    let ss = s.handle().stats().await.unwrap();
+    assert_eq!(cs.dropped_refused, 1, "{cs:?}");
+    assert_eq!(ss.dropped_refused, 2, "{ss:?}");
+    assert_eq!(
+        ss.frames_received, 1,
+        "only the request reached the server: {ss:?}"
+    );
+    c.shutdown().await.unwrap();
+    s.shutdown().await.unwrap();
 }
 
 #[tokio::test]

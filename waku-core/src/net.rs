@@ -147,7 +147,9 @@ pub trait Machine {
     /// What the machine reports to the application (or asks of the driver).
     type Event;
 
-    /// A connection to `peer` is up; `protocols` lists what the peer speaks.
+    /// A connection to `peer` is up; `protocols` lists what the peer *serves* (its
+    /// [`Machine::protocols`], as identify or the TCP Hello carries it), which is what this
+    /// machine may open on it as a client.
     fn handle_connected(&mut self, now: Now, peer: PeerId, protocols: &[Protocol]);
     /// The connection to `peer` is gone.
     fn handle_disconnected(&mut self, now: Now, peer: PeerId);
@@ -168,7 +170,13 @@ pub trait Machine {
     fn poll_event(&mut self) -> Option<Self::Event>;
     /// When the machine next wants [`Machine::handle_timeout`].
     fn poll_timeout(&self) -> Option<Instant>;
-    /// The protocols this machine serves (listed to peers in the handshake).
+    /// The protocols this machine *serves*, listed to peers in the handshake (libp2p's
+    /// identify, the TCP Hello): what a remote may open on it. A light node that receives lists
+    /// [`Protocol::FilterPush`], a relaying node [`Protocol::Relay`]; protocols used only as a
+    /// client are not listed. Drivers carry a [`FrameKind::Stream`] or [`FrameKind::Request`]
+    /// frame only to a peer that lists its protocol, and a [`FrameKind::Response`] only from a
+    /// machine that lists it (the server answers); peers pick service peers (a store, a
+    /// lightpush or filter server) from these lists.
     fn protocols(&self) -> Vec<Protocol>;
 }
 

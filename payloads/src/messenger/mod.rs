@@ -2797,22 +2797,11 @@ impl<S: Storage, M: SyncStore<PeerKey>> Machine for Messenger<S, M> {
         .min()
     }
 
-    /// What the node serves, plus what it speaks as a client (store queries; lightpush and
-    /// filter on a light node), as drivers that only carry the protocols both ends list need.
+    /// What the Messenger's Waku node serves. Protocols it only uses as a client (store queries;
+    /// lightpush and filter subscriptions on a light node) are not listed: drivers carry a
+    /// request to any peer that serves its protocol.
     fn protocols(&self) -> Vec<Protocol> {
-        let mut set: BTreeSet<Protocol> = self.waku.protocols().into_iter().collect();
-        set.insert(Protocol::StoreQuery);
-        if !self.waku.capabilities().is_relaying() {
-            set.extend([
-                Protocol::LightPush,
-                Protocol::FilterSubscribe,
-                Protocol::FilterPush,
-            ]);
-        }
-        Protocol::ALL
-            .into_iter()
-            .filter(|p| set.contains(p))
-            .collect()
+        self.waku.protocols()
     }
 }
 

@@ -38,7 +38,6 @@ pub(crate) struct Setup {
     pub(crate) key: NodeKey,
     pub(crate) seed: [u8; 32],
     pub(crate) hello: Hello,
-    pub(crate) protocols: Vec<Protocol>,
     pub(crate) expected: Option<[u8; 32]>,
     pub(crate) outbound: bool,
     pub(crate) addr: SocketAddr,
@@ -74,10 +73,30 @@ pub(crate) struct Up {
     pub(crate) remote_key: [u8; 32],
     pub(crate) addr: SocketAddr,
     pub(crate) outbound: bool,
-    pub(crate) shared: Vec<Protocol>,
+    /// What the peer serves (the protocols of its Hello that we speak).
+    pub(crate) remote: Vec<Protocol>,
     pub(crate) hello: Hello,
     pub(crate) tx: mpsc::Sender<Outbound>,
     pub(crate) close: mpsc::Sender<Close>,
+}
+
+/// Packet tags for what we send, per protocol in [`Protocol::ALL`] order (see `wire`'s docs).
+struct Tags {
+    /// For stream frames and requests: the index in the peer's Hello.
+    to_peer: [Option<u8>; Protocol::ALL.len()],
+    /// For responses: the index in our Hello.
+    from_us: [Option<u8>; Protocol::ALL.len()],
+}
+
+impl Tags {
+    fn of(&self, protocol: Protocol, kind: FrameKind) -> Option<u8> {
+        let i = Protocol::ALL.iter().position(|p| *p == protocol)?;
+        let table = match kind {
+            FrameKind::Stream | FrameKind::Request(_) => &self.to_peer,
+            FrameKind::Response(_) => &self.from_us,
+        };
+        table.get(i).copied().flatten()
+    }
 }
 
 /// Driver (or reader) to writer.
@@ -127,7 +146,8 @@ pub(crate) struct Established {
     pub(crate) reader: NoiseReader,
     pub(crate) decoder: PacketDecoder,
     pub(crate) peer_hello: Hello,
-    pub(crate) shared: Vec<Protocol>,
+    /// What the peer serves (the protocols of its Hello that we speak).
+    pub(crate) remote: Vec<Protocol>,
 }
 
 /// The handshake and the Hello exchange on a fresh socket.
@@ -223,8 +243,7 @@ pub(crate) async fn establish(
             by_remote: false,
         });
     }
-    let shared = s.hello.shared(&peer_hello);
-    if shared.is_empty() {
+    if s.hello.is_useless_with(&peer_hello) {
         let reason = DisconnectReason::UselessPeer;
         let _ = send_control(&mut writer, stream, &Packet::Disconnect(reason)).await;
         return Err(ConnectError::Rejected {
@@ -232,14 +251,15 @@ pub(crate) async fn establish(
             by_remote: false,
         });
     }
-    decoder.set_peer_hello(&peer_hello, &shared);
+    decoder.set_hellos(&s.hello, &peer_hello);
+    let remote = peer_hello.protocols();
     Ok(Established {
         remote_key,
         writer,
         reader,
         decoder,
         peer_hello,
-        shared,
+        remote,
     })
 }
 
@@ -250,7 +270,7 @@ async fn serve(stream: TcpStream, s: Setup, est: Established) {
         reader,
         decoder,
         peer_hello,
-        shared,
+        remote,
     } = est;
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel(MAX_OUTBOUND_QUEUE);
@@ -260,22 +280,20 @@ async fn serve(stream: TcpStream, s: Setup, est: Established) {
         remote_key,
         addr: s.addr,
         outbound: s.outbound,
-        shared: shared.clone(),
-        hello: peer_hello,
+        remote,
+        hello: peer_hello.clone(),
         tx: tx.clone(),
         close: close_tx.clone(),
     };
     if s.events.send(ConnEvent::Up(Box::new(up))).await.is_err() {
         return;
     }
-    // Our tag for each shared protocol: 1 + its index in our Hello.
-    let tags: Vec<(Protocol, u8)> = s
-        .protocols
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| shared.contains(p))
-        .filter_map(|(i, &p)| Some((p, u8::try_from(i + 1).ok()?)))
-        .collect();
+    // The tag of each protocol, in the Hello of the side that serves it: the peer's for stream
+    // frames and requests we send, ours for our responses.
+    let tags = Tags {
+        to_peer: Protocol::ALL.map(|p| peer_hello.tag_of(p)),
+        from_us: Protocol::ALL.map(|p| s.hello.tag_of(p)),
+    };
     let reader = tokio::spawn(read_loop(
         rd,
         reader,
@@ -367,7 +385,7 @@ async fn write_loop(
     mut writer: NoiseWriter,
     mut rx: mpsc::Receiver<Outbound>,
     mut close_rx: mpsc::Receiver<Close>,
-    tags: &[(Protocol, u8)],
+    tags: &Tags,
     ping_interval: Duration,
 ) -> Close {
     let mut ping = interval_at(Instant::now() + ping_interval, ping_interval);
@@ -401,7 +419,7 @@ async fn write_loop(
                 loop {
                     match m {
                         Outbound::Frame { protocol, kind, body } => {
-                            if let Some(&(_, tag)) = tags.iter().find(|(p, _)| *p == protocol) {
+                            if let Some(tag) = tags.of(protocol, kind) {
                                 // The driver checked the cap; a frame over it is skipped.
                                 let _ = wire::encode_frame(tag, protocol, kind, &body, &mut buf);
                             }

@@ -1,9 +1,13 @@
 //! A devp2p-style TCP transport on tokio.
 //!
 //! Each connection runs a Noise `XX` handshake whose static key is the node's [`NodeKey`]
-//! ([`noise`]), then both sides send a [`Hello`](wire::Hello) listing their protocols with
-//! versions (every protocol the machine speaks, client-only ones included); the machine is told
-//! the protocols both list, and if there are none the two part with
+//! ([`noise`]), then both sides send a [`Hello`](wire::Hello) listing the protocols they
+//! *serve* with versions (libp2p's identify; [`Machine::protocols`]). The machine is told the
+//! protocols the peer serves. A stream frame or a request is carried to a peer that serves its
+//! protocol, a response from a side that serves it; other frames are refused and counted
+//! ([`TcpStats::dropped_refused`]), so a light node that serves almost nothing still queries,
+//! subscribes and lightpushes through a full node. If the connection could carry nothing (the
+//! peer serves nothing we speak and we serve nothing) the two part with
 //! [`DisconnectReason::UselessPeer`]. After that the
 //! connection carries frames tagged with the protocol and the request id, pings and pongs, and a
 //! disconnect reason at the end ([`wire`] has the bytes). Lengths are checked against
@@ -94,7 +98,7 @@ use rand_core::{Rng, SeedableRng};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use waku_core::net::{Machine, Now, PeerId, Protocol};
+use waku_core::net::{FrameKind, Machine, Now, PeerId, Protocol};
 
 mod conn;
 pub mod noise;
@@ -253,7 +257,7 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// Whether we dialled it.
     pub outbound: bool,
-    /// The protocols both sides speak (what the machine was told).
+    /// The protocols the peer serves, from its Hello (what the machine was told).
     pub protocols: Vec<Protocol>,
     /// The client name from its Hello.
     pub client: String,
@@ -300,7 +304,8 @@ pub struct TcpStats {
     pub frames_received: u64,
     /// Transmits for a peer handle with no connection.
     pub dropped_unroutable: u64,
-    /// Transmits on a protocol the peer does not share, or over its cap.
+    /// Transmits on a protocol the serving side does not list (the peer for stream frames and
+    /// requests, this node for responses), or over its cap.
     pub dropped_refused: u64,
     /// Events the application did not take in time.
     pub events_dropped: u64,
@@ -658,9 +663,12 @@ where
                 self.stats.dropped_unroutable += 1;
                 continue;
             };
-            if !slot.info.protocols.contains(&t.protocol)
-                || t.bytes.len() > t.protocol.max_frame_len()
-            {
+            // Carried only to or from the side that serves the protocol (see `wire`).
+            let served = match t.kind {
+                FrameKind::Stream | FrameKind::Request(_) => &slot.info.protocols,
+                FrameKind::Response(_) => &self.protocols,
+            };
+            if !served.contains(&t.protocol) || t.bytes.len() > t.protocol.max_frame_len() {
                 self.stats.dropped_refused += 1;
                 continue;
             }
@@ -767,7 +775,6 @@ where
             key: self.config.key.clone(),
             seed,
             hello: self.hello.clone(),
-            protocols: self.protocols.clone(),
             expected,
             outbound,
             addr,
@@ -898,7 +905,7 @@ where
             key: up.remote_key,
             addr: up.addr,
             outbound: up.outbound,
-            protocols: up.shared.clone(),
+            protocols: up.remote.clone(),
             client: up.hello.client.clone(),
             listen_port: up.hello.listen_port,
         };
@@ -922,7 +929,7 @@ where
             }
         }
         let now = self.now();
-        self.machine.handle_connected(now, peer, &up.shared);
+        self.machine.handle_connected(now, peer, &up.remote);
         self.emit(DriverEvent::Connected(info));
     }
 

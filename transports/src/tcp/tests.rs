@@ -61,7 +61,6 @@ async fn raw_peer(addr: SocketAddr) -> (TcpStream, Established) {
         key: NodeKey::from_bytes([7; 32]),
         seed: [8; 32],
         hello: Hello::new("raw", 0, &[Protocol::Relay]),
-        protocols: vec![Protocol::Relay],
         expected: None,
         outbound: true,
         addr,
@@ -117,7 +116,7 @@ async fn disconnected(n: &mut TcpNode<Sink>) -> (DisconnectReason, bool) {
 async fn an_oversized_length_is_refused_before_the_body_arrives() {
     let mut n = node(Duration::from_secs(60), Duration::from_secs(60)).await;
     let (mut stream, mut est) = raw_peer(n.local_addr().unwrap()).await;
-    assert_eq!(est.shared, vec![Protocol::Relay]);
+    assert_eq!(est.remote, vec![Protocol::Relay]);
     // A relay frame header one byte over the cap, and no body at all: the node must not wait
     // for (or reserve) the announced megabyte.
     let cap = 2 + 8 + Protocol::Relay.max_frame_len();

@@ -17,11 +17,15 @@
 //!
 //!    `len` counts every byte after itself. `tag` 0 is the control channel, whose `kind` is
 //!    0 Hello (body: the [`Hello`] encoding), 1 Disconnect (body: one reason byte), 2 Ping and
-//!    3 Pong (body: a `u64 BE` nonce). Tag `i ≥ 1` is the capability at index `i - 1` of the
-//!    *sender's* Hello; its `kind` is 0 stream, 1 request or 2 response, the last two followed by
-//!    the request id. The receiver checks `len` against the cap of the tag
-//!    ([`Protocol::max_frame_len`] plus the header, or [`MAX_HELLO_LEN`] for control) as soon as
-//!    the six header bytes are in, before it buffers or allocates the body.
+//!    3 Pong (body: a `u64 BE` nonce). Tag `i ≥ 1` names a protocol by the index `i - 1` in the
+//!    Hello of the side that *serves* it: a stream frame (`kind` 0) or a request (`kind` 1)
+//!    goes to the server, so its tag indexes the *receiver's* Hello; a response (`kind` 2)
+//!    comes from the server, so its tag indexes the *sender's* Hello. Requests and responses
+//!    are followed by the request id. The receiver reads `kind` first, picks the Hello, and
+//!    checks `len` against the cap of the tag ([`Protocol::max_frame_len`] plus the header, or
+//!    [`MAX_HELLO_LEN`] for control) as soon as the six header bytes are in, before it buffers
+//!    or allocates the body. A tag past either list, or naming a capability this side does not
+//!    speak, is a breach.
 //!
 //! # The Hello
 //!
@@ -34,8 +38,12 @@
 //! ```
 //!
 //! A capability is a Waku protocol id split at its last `/`: `/vac/waku/relay/2.0.0` is the name
-//! `/vac/waku/relay` at version `2.0.0`. Two sides share a protocol when both list the same name
-//! at the same version; if they share none, they part with [`DisconnectReason::UselessPeer`].
+//! `/vac/waku/relay` at version `2.0.0`. A Hello lists what its sender *serves* (libp2p's
+//! identify); a client opens a protocol the other side lists, and needs to list nothing itself
+//! for that. So a connection is useless only when it could carry nothing at all: when the
+//! peer's Hello lists no protocol this side speaks (nothing to open there) *and* this side's
+//! Hello lists nothing (nothing for the peer to open here). Each side applies the rule to
+//! itself ([`Hello::is_useless_with`]) and parts with [`DisconnectReason::UselessPeer`].
 
 use std::collections::VecDeque;
 
@@ -278,13 +286,30 @@ impl Hello {
         })
     }
 
-    /// The protocols both `self` (ours) and `theirs` list, in our order.
-    pub fn shared(&self, theirs: &Hello) -> Vec<Protocol> {
-        self.capabilities
-            .iter()
-            .filter(|c| theirs.capabilities.contains(c))
-            .filter_map(Capability::protocol)
-            .collect()
+    /// The protocols this Hello lists that status-rs speaks, in its order (what its sender
+    /// serves, as a machine is told in `handle_connected`).
+    pub fn protocols(&self) -> Vec<Protocol> {
+        let mut out: Vec<Protocol> = Vec::with_capacity(self.capabilities.len());
+        for p in self.capabilities.iter().filter_map(Capability::protocol) {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// The tag that names `protocol` in this Hello: 1 + the index of its first listing.
+    pub fn tag_of(&self, protocol: Protocol) -> Option<u8> {
+        let cap = Capability::of(protocol);
+        let i = self.capabilities.iter().position(|c| *c == cap)?;
+        u8::try_from(i + 1).ok()
+    }
+
+    /// Whether a connection between the sender of `self` (ours) and of `theirs` could carry
+    /// nothing: the peer serves nothing we speak and we serve nothing (see the
+    /// [module docs](self)).
+    pub fn is_useless_with(&self, theirs: &Hello) -> bool {
+        self.capabilities.is_empty() && theirs.protocols().is_empty()
     }
 }
 
@@ -368,8 +393,9 @@ pub enum WireError {
     /// A packet is too short for its header.
     #[error("packet of {0} bytes is too short")]
     TooShort(usize),
-    /// A tag names no capability shared with us (or a frame came before the Hello).
-    #[error("tag {0} names no shared protocol")]
+    /// A tag names no protocol the serving side lists and we speak (or a frame came before the
+    /// Hellos).
+    #[error("tag {0} names no protocol served on this connection")]
     UnknownTag(u8),
     /// An unknown kind byte.
     #[error("unknown kind {kind} on tag {tag}")]
@@ -419,7 +445,9 @@ pub fn encode_control(packet: &Packet, out: &mut Vec<u8>) -> Result<(), WireErro
     Ok(())
 }
 
-/// Encodes a frame on capability tag `tag` (1 + its index in our Hello); appends to `out`.
+/// Encodes a frame on capability tag `tag` (1 + the protocol's index in the Hello of the side
+/// that serves it: the receiver's for a stream frame or request, ours for a response); appends
+/// to `out`.
 /// Fails if the body is over the protocol's cap.
 pub fn encode_frame(
     tag: u8,
@@ -462,23 +490,29 @@ fn put_header(out: &mut Vec<u8>, len: usize, tag: u8, kind: u8) {
 #[derive(Debug, Clone, Default)]
 pub struct PacketDecoder {
     buf: VecDeque<u8>,
-    /// Tag `i + 1` of the peer maps to `tags[i]`; `None` for a capability we do not share.
-    tags: Vec<Option<Protocol>>,
+    /// Tags of stream frames and requests, which name what *we* serve: tag `i + 1` maps to
+    /// `ours[i]`.
+    ours: Vec<Option<Protocol>>,
+    /// Tags of responses, which name what the *peer* serves: tag `i + 1` maps to `theirs[i]`;
+    /// `None` for a capability we do not speak.
+    theirs: Vec<Option<Protocol>>,
     failed: bool,
 }
 
 impl PacketDecoder {
-    /// A decoder that accepts control packets only, until [`PacketDecoder::set_peer_hello`].
+    /// A decoder that accepts control packets only, until [`PacketDecoder::set_hellos`].
     pub fn new() -> Self {
         PacketDecoder::default()
     }
 
-    /// Learns the peer's tags from its Hello; only capabilities in `shared` are accepted.
-    pub fn set_peer_hello(&mut self, peer: &Hello, shared: &[Protocol]) {
-        self.tags = peer
+    /// Learns the tags from both Hellos: `ours` (what we serve, named by stream frames and
+    /// requests) and `theirs` (what the peer serves, named by responses).
+    pub fn set_hellos(&mut self, ours: &Hello, theirs: &Hello) {
+        self.ours = ours.capabilities.iter().map(Capability::protocol).collect();
+        self.theirs = theirs
             .capabilities
             .iter()
-            .map(|c| c.protocol().filter(|p| shared.contains(p)))
+            .map(Capability::protocol)
             .collect();
     }
 
@@ -523,12 +557,17 @@ impl PacketDecoder {
         if len < 2 {
             return Err(WireError::TooShort(len));
         }
-        // The cap, before anything of the body is awaited or allocated.
+        // The cap, before anything of the body is awaited or allocated. The kind says whose
+        // Hello the tag indexes.
         let protocol = if tag == 0 {
             None
         } else {
-            let p = self
-                .tags
+            let table = match kind {
+                KIND_STREAM | KIND_REQUEST => &self.ours,
+                KIND_RESPONSE => &self.theirs,
+                other => return Err(WireError::UnknownKind { tag, kind: other }),
+            };
+            let p = table
                 .get(usize::from(tag) - 1)
                 .copied()
                 .flatten()
@@ -658,12 +697,32 @@ mod tests {
     }
 
     #[test]
-    fn shared_protocols_need_same_name_and_version() {
-        let ours = hello();
+    fn hello_protocols_and_tags_need_same_name_and_version() {
         let mut theirs = Hello::new("x", 0, &[Protocol::StoreQuery, Protocol::LightPush]);
-        assert_eq!(ours.shared(&theirs), vec![Protocol::StoreQuery]);
+        assert_eq!(
+            theirs.protocols(),
+            vec![Protocol::StoreQuery, Protocol::LightPush]
+        );
+        assert_eq!(theirs.tag_of(Protocol::LightPush), Some(2));
+        assert_eq!(theirs.tag_of(Protocol::Relay), None);
         theirs.capabilities[0].version = "2.0.0".into();
-        assert!(ours.shared(&theirs).is_empty());
+        assert_eq!(theirs.protocols(), vec![Protocol::LightPush]);
+        assert_eq!(theirs.tag_of(Protocol::StoreQuery), None);
+        assert_eq!(theirs.tag_of(Protocol::LightPush), Some(2), "index kept");
+    }
+
+    #[test]
+    fn useless_only_when_nothing_can_be_opened_either_way() {
+        let nothing = Hello::new("client", 0, &[]);
+        let store = Hello::new("server", 0, &[Protocol::StoreQuery]);
+        let mut foreign = Hello::new("other", 0, &[Protocol::Relay]);
+        foreign.capabilities[0].version = "9.9.9".into();
+        // A pure client and a server: the client opens the store, the server answers.
+        assert!(!nothing.is_useless_with(&store));
+        assert!(!store.is_useless_with(&nothing));
+        // Two pure clients, or a pure client and a node serving only what we do not speak.
+        assert!(nothing.is_useless_with(&nothing));
+        assert!(nothing.is_useless_with(&foreign));
     }
 
     #[test]
@@ -697,8 +756,7 @@ mod tests {
                 d.push(piece).unwrap();
                 while let Some(p) = d.next_packet().unwrap() {
                     if let Packet::Hello(h) = &p {
-                        let shared = hello().shared(h);
-                        d.set_peer_hello(h, &shared);
+                        d.set_hellos(&hello(), h);
                     }
                     got.push(p);
                 }
@@ -733,7 +791,7 @@ mod tests {
     #[test]
     fn oversized_length_is_rejected_from_the_header_alone() {
         let mut d = PacketDecoder::new();
-        d.set_peer_hello(&hello(), &[Protocol::Relay, Protocol::StoreQuery]);
+        d.set_hellos(&hello(), &hello());
         let cap = 2 + ID_LEN + Protocol::Relay.max_frame_len();
         let mut header = u32::try_from(cap + 1).unwrap().to_be_bytes().to_vec();
         header.extend_from_slice(&[1, KIND_STREAM]);
@@ -752,24 +810,93 @@ mod tests {
     }
 
     #[test]
-    fn frames_need_a_shared_tag() {
-        let mut d = PacketDecoder::new();
+    fn tags_index_the_hello_of_the_serving_side() {
         let mut out = Vec::new();
         encode_frame(1, Protocol::Relay, FrameKind::Stream, b"x", &mut out).unwrap();
-        d.push(&out).unwrap();
-        assert_eq!(
-            d.next_packet(),
-            Err(WireError::UnknownTag(1)),
-            "before the Hello"
-        );
         let mut d = PacketDecoder::new();
-        d.set_peer_hello(&hello(), &[Protocol::StoreQuery]);
         d.push(&out).unwrap();
         assert_eq!(
             d.next_packet(),
             Err(WireError::UnknownTag(1)),
-            "relay is not shared"
+            "before the Hellos"
         );
+        // We serve only the store; the peer serves relay and store.
+        let ours = Hello::new("us", 0, &[Protocol::StoreQuery]);
+        let decode = |frame: &[u8]| {
+            let mut d = PacketDecoder::new();
+            d.set_hellos(&ours, &hello());
+            d.push(frame).unwrap();
+            d.next_packet()
+        };
+        // A stream frame or request names what the receiver (we) serves: tag 1 is the store.
+        let mut req = Vec::new();
+        encode_frame(
+            1,
+            Protocol::StoreQuery,
+            FrameKind::Request(3),
+            b"q",
+            &mut req,
+        )
+        .unwrap();
+        assert_eq!(
+            decode(&req),
+            Ok(Some(Packet::Frame {
+                protocol: Protocol::StoreQuery,
+                kind: FrameKind::Request(3),
+                body: b"q".to_vec()
+            }))
+        );
+        let mut stream = Vec::new();
+        encode_frame(
+            2,
+            Protocol::StoreQuery,
+            FrameKind::Stream,
+            b"x",
+            &mut stream,
+        )
+        .unwrap();
+        assert_eq!(
+            decode(&stream),
+            Err(WireError::UnknownTag(2)),
+            "we list one"
+        );
+        // A response names what the sender (the peer) serves: tag 1 is relay, 2 the store.
+        let mut resp = Vec::new();
+        encode_frame(
+            2,
+            Protocol::StoreQuery,
+            FrameKind::Response(3),
+            b"r",
+            &mut resp,
+        )
+        .unwrap();
+        assert_eq!(
+            decode(&resp),
+            Ok(Some(Packet::Frame {
+                protocol: Protocol::StoreQuery,
+                kind: FrameKind::Response(3),
+                body: b"r".to_vec()
+            }))
+        );
+        let mut past = Vec::new();
+        encode_frame(
+            3,
+            Protocol::StoreQuery,
+            FrameKind::Response(3),
+            b"r",
+            &mut past,
+        )
+        .unwrap();
+        assert_eq!(decode(&past), Err(WireError::UnknownTag(3)));
+        // A capability we do not speak names nothing.
+        let mut odd = hello();
+        odd.capabilities[0].version = "9.9.9".into();
+        let mut d = PacketDecoder::new();
+        d.set_hellos(&ours, &odd);
+        let mut resp1 = Vec::new();
+        encode_frame(1, Protocol::Relay, FrameKind::Response(1), b"r", &mut resp1).unwrap();
+        d.push(&resp1).unwrap();
+        assert_eq!(d.next_packet(), Err(WireError::UnknownTag(1)));
     }
 
     #[test]

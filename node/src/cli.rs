@@ -43,6 +43,14 @@ pub(crate) enum Command {
     /// Run the life of a message (Alice to Bob through bootstrap and full nodes) on an
     /// in-process simulated network and print every step.
     Demo(DemoArgs),
+    /// Run a node over TCP (full: relay + store; bootstrap: relay + peer exchange; light: a
+    /// Messenger on the account) until Ctrl-C or SIGTERM.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+    /// Chat in the terminal through a full node: 1:1 by chat key, public channels, history
+    /// from the store after being offline.
+    #[command(after_help = CHAT_EXAMPLES)]
+    Chat(ChatArgs),
 }
 
 /// `account` subcommands.
@@ -96,4 +104,107 @@ pub(crate) struct DemoArgs {
     /// Print the steps and their results only, not every frame on the network.
     #[arg(long)]
     pub(crate) quiet: bool,
+}
+
+const RUN_EXAMPLES: &str = "\
+The first line on standard output is `listening KEY@HOST:PORT`: the value other nodes and
+chats pass to --peer. Logs go to standard error (RUST_LOG filter, default info).
+
+Examples:
+  A bootstrap node and two full nodes on one machine (each prints its KEY@ADDR):
+    status-node run --role bootstrap --listen 127.0.0.1:60000 --data-dir ./boot
+    status-node run --role full --listen 127.0.0.1:60001 --data-dir ./full1 --peer KEY@127.0.0.1:60000
+    status-node run --role full --listen 127.0.0.1:60002 --data-dir ./full2 \\
+        --peer KEY@127.0.0.1:60000 --peer KEY@127.0.0.1:60001
+
+  More log detail, or only warnings:
+    RUST_LOG=debug status-node run --role full --listen 0.0.0.0:60001 --data-dir ./full1
+    RUST_LOG=warn status-node run --role bootstrap --listen 0.0.0.0:60000
+
+A full node keeps its node key (node.key) and its archive (archive.sqlite3) in --data-dir
+and writes every message to disk before acknowledging it; restarted with the same
+--data-dir it has the same KEY and the same history.";
+
+const CHAT_EXAMPLES: &str = "\
+Commands (typed at the prompt, or piped in one per line):
+  /add <chat key>            add a contact and make it the current chat
+  /join <channel>            join a public chat and make it current
+  /chat <chat key|#channel>  switch the current chat; plain lines go to the current chat
+  /msg <chat key|#channel> <text>   send without switching
+  /history  /contacts  /whoami  /status  /help  /quit
+
+Output lines start with a marker: `<< [1:1] Sender Words: text` and
+`<< [#channel] Sender Words: text` for arriving messages, `>> sent`/`>> delivered` for ours,
+`** ` for notices (peers, history fetched from a store, status), `!! ` for errors.
+
+Examples:
+  Alice and Bob, each through a full node (KEY@ADDR as printed by `status-node run`):
+    status-node keygen > alice.txt   # keep the seed phrase line in alice-phrase.txt
+    status-node chat --peer KEY@127.0.0.1:60001 --phrase-file alice-phrase.txt
+    status-node chat --peer KEY@127.0.0.1:60002 --phrase-file bob-phrase.txt
+  then in Alice's terminal:
+    /add 0x<Bob's chat key>
+    hello Bob
+    /join status";
+
+/// A node's role in `run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Role {
+    /// Relays, stores (SQLite in the data directory), serves filter, lightpush and peer exchange.
+    Full,
+    /// A Messenger on the account (a light node: lightpush, filter, store queries).
+    Light,
+    /// Relays and serves peer exchange; stores nothing.
+    Bootstrap,
+}
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// What the node does.
+    #[arg(long, value_enum)]
+    pub(crate) role: Role,
+    /// Where to accept connections (`IP:PORT`; port 0 picks a free one).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// A peer to keep connected, `KEY@IP:PORT` (as printed by its `listening` line) or
+    /// `IP:PORT` (any key); redialled whenever down. Repeat for several.
+    #[arg(long = "peer", value_name = "ADDR")]
+    pub(crate) peers: Vec<crate::driver::PeerAddr>,
+    /// Directory of the node's files (node key, archive, account); created if missing.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// The node key file (64 hex digits; created if missing). Default: node.key in the data
+    /// directory.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) node_key: Option<PathBuf>,
+    /// The light role's account: a file holding its seed phrase.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) phrase_file: Option<PathBuf>,
+    /// The cluster id (16: the Status cluster).
+    #[arg(long, default_value_t = 16)]
+    pub(crate) cluster: u16,
+    /// The shard relayed and stored (32: the Status default shard, the one chats use).
+    #[arg(long, default_value_t = 32)]
+    pub(crate) shard: u16,
+    /// Seconds between two statistics lines in the log.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub(crate) stats_interval: u64,
+}
+
+/// Arguments of `chat`.
+#[derive(Debug, Args)]
+pub(crate) struct ChatArgs {
+    /// A full node to use, `KEY@IP:PORT` or `IP:PORT`; repeat for several.
+    #[arg(long = "peer", value_name = "ADDR", required = true)]
+    pub(crate) peers: Vec<crate::driver::PeerAddr>,
+    /// Directory of the account and its encrypted database.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// A file holding the account's seed phrase (`status-node keygen` makes one).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) phrase_file: Option<PathBuf>,
+    /// Do not draw the chat key's QR code.
+    #[arg(long)]
+    pub(crate) no_qr: bool,
 }

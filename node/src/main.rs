@@ -6,8 +6,11 @@
 #![forbid(unsafe_code)]
 
 mod account;
+mod chat;
 mod cli;
 mod demo;
+mod driver;
+mod run;
 
 use std::process::ExitCode;
 
@@ -29,6 +32,8 @@ fn main() -> ExitCode {
             &mut out,
         )
         .map_err(Into::into),
+        cli::Command::Run(args) => run::run(&args).map_err(Into::into),
+        cli::Command::Chat(args) => chat::chat(&args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

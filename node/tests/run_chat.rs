@@ -1,0 +1,408 @@
+//! The TCP scenario on loopback, with real processes: three `status-node run` nodes (a
+//! bootstrap node and two full nodes) and chat clients driven through their standard input and
+//! output.
+//!
+//! It lives in the `node` package (not in `tests/`) because Cargo hands the path of the built
+//! binary (`CARGO_BIN_EXE_status-node`) only to the integration tests of the package that
+//! defines it.
+//!
+//! 1. Alice chats through full node 1, Bob through full node 2; the full nodes relay through
+//!    the bootstrap node (and to each other). A 1:1 message each way and a public-chat message
+//!    arrive with the right text and sender.
+//! 2. Full node 2 is killed with SIGKILL. Alice sends Bob a 1:1 message and the channel a
+//!    message while it is down; full node 1 acknowledges both (her `published` count rises).
+//! 3. Full node 2 restarts from its data directory (same key, same port). Bob gets Alice's
+//!    1:1 message (MVDS retransmits until Bob acknowledges it) and Alice sees it delivered.
+//! 4. A new client, Carol, joins the channel through the restarted node 2 only: its archive
+//!    still has what it acknowledged before the kill. Another, Dave, joins through node 1: it
+//!    has the message sent while node 2 was down.
+//! 5. Full node 1 stops on SIGTERM, cleanly, flushing its archive.
+//!
+//! Every wait is for a line, with a generous deadline; nothing is asserted about time.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods, // deadlines for waits on real processes
+    missing_docs
+)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_status-node");
+
+/// The longest wait for one expected line (the CI machine is slow and shared).
+const WAIT: Duration = Duration::from_secs(90);
+
+/// A child process whose standard output is read line by line on a thread.
+struct Proc {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, dir: &Path, args: &[String]) -> Proc {
+        let stderr = dir.join(format!("{name}.stderr"));
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Proc {
+            name: name.to_owned(),
+            stdin: child.stdin.take(),
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// How many lines have been read so far (a mark for [`Proc::wait_from`]).
+    fn mark(&mut self) -> usize {
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l);
+        }
+        self.seen.len()
+    }
+
+    /// The first line at or after `from` that `f` accepts, reading more until [`WAIT`].
+    fn wait_from(&mut self, from: usize, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        let mut i = from;
+        loop {
+            while let Some(l) = self.seen.get(i) {
+                if f(l) {
+                    return l.clone();
+                }
+                i += 1;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.fail(&format!("timed out waiting for {what}"))
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.fail(&format!("output ended while waiting for {what}"))
+                }
+            }
+        }
+    }
+
+    fn wait(&mut self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        self.wait_from(0, what, f)
+    }
+
+    fn send(&mut self, line: &str) {
+        println!("[{}] <- {line}", self.name);
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn fail(&mut self, msg: &str) -> ! {
+        self.mark();
+        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let tail: Vec<&str> = err.lines().rev().take(40).collect();
+        panic!(
+            "[{}] {msg}\n--- stdout ---\n{}\n--- stderr (last lines) ---\n{}",
+            self.name,
+            self.seen.join("\n"),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+
+    /// `KEY@ADDR` from the `listening` line.
+    fn peer_addr(&mut self) -> String {
+        let l = self.wait("the listening line", |l| l.starts_with("listening "));
+        l["listening ".len()..].to_owned()
+    }
+
+    /// The transcript so far.
+    fn transcript(&mut self) -> String {
+        self.mark();
+        self.seen
+            .iter()
+            .filter(|l| !l.contains('█') && !l.contains('▀') && !l.contains('▄'))
+            .map(|l| format!("[{}] {l}", self.name))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh account: `status-node keygen`'s seed phrase written to a file.
+fn new_account(dir: &Path, name: &str) -> PathBuf {
+    let out = Command::new(BIN).arg("keygen").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    lines.find(|l| l.starts_with("Seed phrase")).unwrap();
+    let phrase = lines.next().unwrap().trim().to_owned();
+    assert_eq!(phrase.split_whitespace().count(), 12);
+    let path = dir.join(format!("{name}.phrase"));
+    std::fs::write(&path, phrase).unwrap();
+    path
+}
+
+fn node_args(role: &str, listen: &str, data: &Path, peers: &[&str]) -> Vec<String> {
+    let mut a = vec![
+        "run".to_owned(),
+        "--role".to_owned(),
+        role.to_owned(),
+        "--listen".to_owned(),
+        listen.to_owned(),
+        "--data-dir".to_owned(),
+        data.display().to_string(),
+        "--stats-interval".to_owned(),
+        "5".to_owned(),
+    ];
+    for p in peers {
+        a.push("--peer".to_owned());
+        a.push((*p).to_owned());
+    }
+    a
+}
+
+fn chat(name: &str, dir: &Path, peers: &[&str]) -> (Proc, String, String) {
+    let phrase = new_account(dir, name);
+    let mut args = vec!["chat".to_owned(), "--phrase-file".to_owned()];
+    args.push(phrase.display().to_string());
+    args.push("--data-dir".to_owned());
+    args.push(dir.join(name).display().to_string());
+    for p in peers {
+        args.push("--peer".to_owned());
+        args.push((*p).to_owned());
+    }
+    let mut p = Proc::spawn(name, dir, &args);
+    let key =
+        p.wait("the chat key", |l| l.starts_with("chat key: "))["chat key: ".len()..].to_owned();
+    let words = p.wait("the three words", |l| l.starts_with("three words: "))
+        ["three words: ".len()..]
+        .to_owned();
+    (p, key, words)
+}
+
+fn status_field(line: &str, field: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{field}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits until the chat's filter subscriptions are confirmed for at least `topics` topics.
+fn synced(p: &mut Proc, from: usize, topics: u64) {
+    p.wait_from(from, &format!("synced with {topics}+ topics"), |l| {
+        l.starts_with("** status")
+            && l.contains("synced=true")
+            && status_field(l, "topics") >= topics
+    });
+}
+
+fn last_status(p: &mut Proc) -> String {
+    p.mark();
+    p.seen
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("** status"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn id_of(sent: &str) -> String {
+    sent.split_whitespace()
+        .find_map(|w| w.strip_prefix("id="))
+        .unwrap()
+        .to_owned()
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[test]
+fn three_nodes_two_chats_a_crash_and_nothing_acknowledged_lost() {
+    let dir = std::env::temp_dir().join(format!("status-node-loopback-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    println!("working directory: {}", dir.display());
+    let any = "127.0.0.1:0";
+
+    // Three nodes: bootstrap, full 1 (dials bootstrap), full 2 (dials both).
+    let mut boot = Proc::spawn(
+        "boot",
+        &dir,
+        &node_args("bootstrap", any, &dir.join("boot"), &[]),
+    );
+    let boot_addr = boot.peer_addr();
+    let mut full1 = Proc::spawn(
+        "full1",
+        &dir,
+        &node_args("full", any, &dir.join("full1"), &[&boot_addr]),
+    );
+    let full1_addr = full1.peer_addr();
+    let full2_args = |listen: &str| {
+        node_args(
+            "full",
+            listen,
+            &dir.join("full2"),
+            &[&boot_addr, &full1_addr],
+        )
+    };
+    let mut full2 = Proc::spawn("full2", &dir, &full2_args(any));
+    let full2_addr = full2.peer_addr();
+    println!("bootstrap {boot_addr}\nfull1 {full1_addr}\nfull2 {full2_addr}");
+
+    // Two chats.
+    let (mut alice, alice_key, alice_words) = chat("alice", &dir, &[&full1_addr]);
+    let (mut bob, bob_key, bob_words) = chat("bob", &dir, &[&full2_addr]);
+    println!("alice {alice_key} ({alice_words})\nbob {bob_key} ({bob_words})");
+    synced(&mut alice, 0, 1);
+    synced(&mut bob, 0, 1);
+
+    // Contacts both ways, then a 1:1 message each way.
+    let (ma, mb) = (alice.mark(), bob.mark());
+    alice.send(&format!("/add {bob_key}"));
+    bob.send(&format!("/add {alice_key}"));
+    alice.wait_from(ma, "added", |l| l.starts_with("** added"));
+    bob.wait_from(mb, "added", |l| l.starts_with("** added"));
+    synced(&mut alice, ma, 3);
+    synced(&mut bob, mb, 3);
+
+    let ma = alice.mark();
+    alice.send("hello Bob, this is Alice");
+    let sent = alice.wait_from(ma, "sent", |l| l.starts_with(">> sent"));
+    let hello_id = id_of(&sent);
+    let expect = format!("<< [1:1] {alice_words}: hello Bob, this is Alice");
+    bob.wait("Alice's 1:1 message", |l| l == expect);
+    alice.wait_from(ma, "delivered", |l| {
+        l.starts_with(&format!(">> delivered id={hello_id} to {bob_words}"))
+    });
+
+    bob.send("hi Alice, Bob here");
+    let expect = format!("<< [1:1] {bob_words}: hi Alice, Bob here");
+    alice.wait("Bob's 1:1 reply", |l| l == expect);
+
+    // A public chat.
+    let (ma, mb) = (alice.mark(), bob.mark());
+    alice.send("/join loopback");
+    bob.send("/join #loopback");
+    alice.wait_from(ma, "joined", |l| l.starts_with("** joined #loopback"));
+    bob.wait_from(mb, "joined", |l| l.starts_with("** joined #loopback"));
+    synced(&mut alice, ma, 4);
+    synced(&mut bob, mb, 4);
+    bob.send("public hello from Bob");
+    let expect = format!("<< [#loopback] {bob_words}: public hello from Bob");
+    alice.wait("Bob's public message", |l| l == expect);
+
+    // Kill full node 2 (Bob's) with SIGKILL.
+    let mb = bob.mark();
+    full2.child.kill().unwrap();
+    full2.child.wait().unwrap();
+    bob.wait_from(mb, "disconnected", |l| l.starts_with("** disconnected"));
+
+    // Alice writes while it is down; full node 1 acknowledges.
+    let ma = alice.mark();
+    let before = status_field(&last_status(&mut alice), "published");
+    alice.send(&format!("/msg {bob_key} while you were away"));
+    alice.send("/msg #loopback public while full2 was down");
+    let sent = alice.wait_from(ma, "sent", |l| l.starts_with(">> sent [1:1"));
+    let away_id = id_of(&sent);
+    alice.wait_from(ma, "sent", |l| l.starts_with(">> sent [#loopback]"));
+    alice.wait_from(ma, "acknowledged by full node 1", |l| {
+        l.starts_with("** status") && status_field(l, "published") >= before + 2
+    });
+
+    // Restart full node 2 from its data directory, on the same port.
+    let listen = full2_addr.split_once('@').unwrap().1.to_owned();
+    drop(full2);
+    let mut full2 = Proc::spawn("full2-restarted", &dir, &full2_args(&listen));
+    assert_eq!(
+        full2.peer_addr(),
+        full2_addr,
+        "same key and address after restart"
+    );
+
+    // Bob gets what Alice sent while his node was down, and Alice sees it delivered.
+    let expect = format!("<< [1:1] {alice_words}: while you were away");
+    bob.wait_from(mb, "the message sent while full2 was down", |l| l == expect);
+    alice.wait_from(ma, "delivered", |l| {
+        l.starts_with(&format!(">> delivered id={away_id} to {bob_words}"))
+    });
+
+    // The restarted node's archive still has what it acknowledged before the kill; node 1's
+    // has what was sent while node 2 was down.
+    let (mut carol, _, _) = chat("carol", &dir, &[&full2_addr]);
+    let (mut dave, _, _) = chat("dave", &dir, &[&full1_addr]);
+    carol.send("/join loopback");
+    dave.send("/join loopback");
+    let expect = format!("<< [#loopback] {bob_words}: public hello from Bob");
+    carol.wait("history from the restarted node's archive", |l| l == expect);
+    let expect = format!("<< [#loopback] {alice_words}: public while full2 was down");
+    dave.wait("history from full node 1's archive", |l| l == expect);
+    let expect = format!("<< [#loopback] {bob_words}: public hello from Bob");
+    dave.wait("older history from full node 1's archive", |l| l == expect);
+
+    // Each message was shown once.
+    bob.mark();
+    let once = |p: &Proc, text: &str| p.seen.iter().filter(|l| l.ends_with(text)).count();
+    assert_eq!(once(&bob, ": hello Bob, this is Alice"), 1);
+    assert_eq!(once(&bob, ": while you were away"), 1);
+    alice.mark();
+    assert_eq!(once(&alice, ": public hello from Bob"), 1);
+
+    // Clean exits: the chats on /quit, full node 1 on SIGTERM (archive flushed and closed).
+    alice.send("/quit");
+    bob.send("/quit");
+    alice.wait("bye", |l| l == "** bye");
+    bob.wait("bye", |l| l == "** bye");
+    assert!(alice.child.wait().unwrap().success());
+    assert!(bob.child.wait().unwrap().success());
+    sigterm(&full1.child);
+    assert!(full1.child.wait().unwrap().success());
+    let log = std::fs::read_to_string(&full1.stderr).unwrap();
+    assert!(log.contains("archive flushed"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+
+    println!("--- transcripts ---");
+    println!("{}", alice.transcript());
+    println!("{}", bob.transcript());
+    println!("{}", carol.transcript());
+    println!("{}", dave.transcript());
+    drop((boot, full2, carol, dave));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,6 +11,12 @@ Examples:
     status-node keygen
     status-node keygen --words 24
 
+  Keep an account in a data directory (default $STATUS_NODE_DATA_DIR, else
+  $XDG_DATA_HOME/status-node, else ~/.local/share/status-node) for `run` and `chat`:
+    status-node account new --data-dir ./alice
+    status-node account restore --phrase-file my-phrase.txt --data-dir ./alice
+    status-node account show --data-dir ./alice
+
   Show the public identity of an existing phrase without printing anything secret:
     status-node account show --phrase-file my-phrase.txt
     echo \"$PHRASE\" | status-node account show --phrase-file -
@@ -19,8 +25,9 @@ Examples:
     status-node demo
     status-node demo --seed 7 --quiet
 
-Accounts are not stored on disk yet: the encrypted account store (account new|restore
-with --data-dir) arrives with issue 11.";
+A data directory holds the seed phrase in account.phrase (mode 0600, like an SSH
+private key) and the Messenger's state in messenger.db, encrypted with SQLCipher
+under a key derived from the phrase.";
 
 /// status-node: a Status messenger node written in Rust.
 #[derive(Debug, Parser)]
@@ -35,7 +42,7 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Create a new account from fresh OS randomness and print its identity and seed phrase.
     Keygen(KeygenArgs),
-    /// Inspect an account given by its seed phrase.
+    /// Create, restore or inspect the account kept in a data directory.
     Account {
         #[command(subcommand)]
         command: AccountCommand,
@@ -56,7 +63,12 @@ pub(crate) enum Command {
 /// `account` subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum AccountCommand {
-    /// Print the chat key, its three-word pseudonym and safety number (nothing secret).
+    /// Create a new account in the data directory and print its identity and seed phrase.
+    New(NewArgs),
+    /// Store the account of an existing seed phrase in the data directory.
+    Restore(RestoreArgs),
+    /// Print the chat key, its three-word pseudonym and safety number (nothing secret unless
+    /// asked with --reveal-phrase --yes-i-understand).
     Show(ShowArgs),
 }
 
@@ -83,16 +95,59 @@ pub(crate) struct KeygenArgs {
     pub(crate) passphrase_file: Option<PathBuf>,
 }
 
-/// Arguments of `account show`.
+/// Arguments of `account new`.
 #[derive(Debug, Args)]
-pub(crate) struct ShowArgs {
-    /// File holding the 12- or 24-word seed phrase (`-` reads standard input). A file rather
-    /// than an argument keeps the phrase out of the shell history and the process list.
+pub(crate) struct NewArgs {
+    /// Number of words in the seed phrase.
+    #[arg(long, value_enum, default_value = "12")]
+    pub(crate) words: Words,
+    /// File holding an optional BIP-39 passphrase (the "25th word"); its last line break is
+    /// ignored. It is kept in the data directory (mode 0600) next to the phrase.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) passphrase_file: Option<PathBuf>,
+    /// Directory of the account and its encrypted database (created 0700 if missing; must
+    /// not hold another account). Default: $STATUS_NODE_DATA_DIR, else
+    /// $XDG_DATA_HOME/status-node, else ~/.local/share/status-node.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+/// Arguments of `account restore`.
+#[derive(Debug, Args)]
+pub(crate) struct RestoreArgs {
+    /// File holding the 12- or 24-word seed phrase (`-` reads standard input).
     #[arg(long, value_name = "FILE")]
     pub(crate) phrase_file: PathBuf,
     /// File holding the BIP-39 passphrase used when the account was created, if any.
     #[arg(long, value_name = "FILE")]
     pub(crate) passphrase_file: Option<PathBuf>,
+    /// Directory of the account and its encrypted database (as for `account new`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+}
+
+/// Arguments of `account show`.
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// The account's data directory (default as for `account new`). Also checks that its
+    /// database opens with the account's key.
+    #[arg(long, value_name = "DIR", conflicts_with = "phrase_file")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Instead of a data directory: a file holding the 12- or 24-word seed phrase (`-` reads
+    /// standard input). A file rather than an argument keeps the phrase out of the shell
+    /// history and the process list.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) phrase_file: Option<PathBuf>,
+    /// With --phrase-file: a file holding the BIP-39 passphrase, if the account has one.
+    #[arg(long, value_name = "FILE", requires = "phrase_file")]
+    pub(crate) passphrase_file: Option<PathBuf>,
+    /// Also print the seed phrase (secret: anyone who sees it has the account). Needs
+    /// --yes-i-understand.
+    #[arg(long, requires = "yes_i_understand")]
+    pub(crate) reveal_phrase: bool,
+    /// Confirms --reveal-phrase.
+    #[arg(long, requires = "reveal_phrase")]
+    pub(crate) yes_i_understand: bool,
 }
 
 /// Arguments of `demo`.

@@ -21,9 +21,9 @@ fn main() -> ExitCode {
     let mut out = std::io::stdout().lock();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         cli::Command::Keygen(args) => account::keygen(&args, &mut out).map_err(Into::into),
-        cli::Command::Account {
-            command: cli::AccountCommand::Show(args),
-        } => account::show(&args, &mut out).map_err(Into::into),
+        cli::Command::Account { command } => {
+            account::account_command(&command, &mut out).map_err(Into::into)
+        }
         cli::Command::Demo(args) => demo::run(
             demo::DemoOptions {
                 seed: args.seed,

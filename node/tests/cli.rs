@@ -227,7 +227,291 @@ fn bad_usage_is_rejected() {
     let o = run(&["keygen", "--words", "13"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--words"), "{}", stderr(&o));
-    let o = run(&["account", "show"]);
+    // Without --phrase-file, `account show` reads the default data directory.
+    let empty = scratch_dir("usage-empty");
+    let o = run_env(&["account", "show"], &[("STATUS_NODE_DATA_DIR", &empty)]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("--phrase-file"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no account in"), "{}", stderr(&o));
+    let o = run(&[
+        "account",
+        "show",
+        "--phrase-file",
+        "x",
+        "--data-dir",
+        empty.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+}
+
+/// A fresh per-test directory under the target dir (removed first); not created.
+fn scratch_dir(test: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-dir-{test}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn run_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("STATUS_NODE_DATA_DIR")
+        .env_remove("XDG_DATA_HOME");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+fn fail(o: &Output) -> String {
+    assert!(!o.status.success(), "unexpected success:\n{}", stdout(o));
+    stderr(o)
+}
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn account_new_restore_show_round_trip() {
+    let d1 = scratch_dir("round-trip-1");
+    let d2 = scratch_dir("round-trip-2");
+    let created = ok(&run(&[
+        "account",
+        "new",
+        "--data-dir",
+        d1.to_str().unwrap(),
+    ]));
+    let key = field(&created, "Chat key:");
+    let three = field(&created, "Three words:");
+    let safety = field(&created, "Safety number:");
+    assert!(is_chat_key(&key), "{key}");
+    let phrase = phrase_of(&created);
+    assert_eq!(phrase.split(' ').count(), 12);
+    assert!(created.contains("WARNING"), "{created}");
+    assert!(d1.join("account.phrase").is_file());
+    assert!(d1.join("messenger.db").is_file());
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&d1), 0o700);
+        assert_eq!(mode(&d1.join("account.phrase")), 0o600);
+        assert_eq!(mode(&d1.join("messenger.db")), 0o600);
+    }
+    // The database is encrypted: the phrase's words and SQLite's header are not in it.
+    let db = std::fs::read(d1.join("messenger.db")).unwrap();
+    assert!(!db.windows(15).any(|w| w == b"SQLite format 3"));
+
+    // show: the same identity, nothing secret.
+    let shown = ok(&run(&[
+        "account",
+        "show",
+        "--data-dir",
+        d1.to_str().unwrap(),
+    ]));
+    assert_eq!(field(&shown, "Chat key:"), key);
+    assert_eq!(field(&shown, "Three words:"), three);
+    assert_eq!(field(&shown, "Safety number:"), safety);
+    assert!(shown.contains("SQLCipher"), "{shown}");
+    for word in phrase.split(' ') {
+        assert!(
+            !shown.split_whitespace().any(|w| w == word),
+            "phrase word {word:?} in:\n{shown}"
+        );
+    }
+
+    // restore into another directory: the same chat key; restoring again is harmless.
+    let file = scratch_file("round-trip", "phrase.txt", &format!("{phrase}\n"));
+    for _ in 0..2 {
+        let restored = ok(&run(&[
+            "account",
+            "restore",
+            "--phrase-file",
+            file.to_str().unwrap(),
+            "--data-dir",
+            d2.to_str().unwrap(),
+        ]));
+        assert_eq!(field(&restored, "Chat key:"), key);
+        assert!(!restored.contains(&phrase), "{restored}");
+    }
+    let shown2 = ok(&run(&[
+        "account",
+        "show",
+        "--data-dir",
+        d2.to_str().unwrap(),
+    ]));
+    assert_eq!(field(&shown2, "Chat key:"), key);
+
+    // 24 words.
+    let d3 = scratch_dir("round-trip-3");
+    let created = ok(&run(&[
+        "account",
+        "new",
+        "--words",
+        "24",
+        "--data-dir",
+        d3.to_str().unwrap(),
+    ]));
+    assert_eq!(phrase_of(&created).split(' ').count(), 24);
+    assert_ne!(field(&created, "Chat key:"), key);
+}
+
+#[test]
+fn restore_with_a_passphrase_keeps_it_for_later() {
+    let d = scratch_dir("passphrase");
+    let phrase = scratch_file("passphrase-dir", "phrase.txt", PHRASE);
+    let pass = scratch_file("passphrase-dir", "pass.txt", "correct horse\n");
+    let with = ok(&run(&[
+        "account",
+        "show",
+        "--phrase-file",
+        phrase.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]));
+    ok(&run(&[
+        "account",
+        "restore",
+        "--phrase-file",
+        phrase.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+        "--data-dir",
+        d.to_str().unwrap(),
+    ]));
+    let shown = ok(&run(&[
+        "account",
+        "show",
+        "--data-dir",
+        d.to_str().unwrap(),
+    ]));
+    assert_eq!(field(&shown, "Chat key:"), field(&with, "Chat key:"));
+}
+
+#[test]
+fn show_reveals_the_phrase_only_with_confirmation() {
+    let d = scratch_dir("reveal");
+    let file = scratch_file("reveal", "phrase.txt", PHRASE);
+    ok(&run(&[
+        "account",
+        "restore",
+        "--phrase-file",
+        file.to_str().unwrap(),
+        "--data-dir",
+        d.to_str().unwrap(),
+    ]));
+    let dir = d.to_str().unwrap();
+    let err = fail(&run(&[
+        "account",
+        "show",
+        "--data-dir",
+        dir,
+        "--reveal-phrase",
+    ]));
+    assert!(err.contains("--yes-i-understand"), "{err}");
+    let err = fail(&run(&[
+        "account",
+        "show",
+        "--data-dir",
+        dir,
+        "--yes-i-understand",
+    ]));
+    assert!(err.contains("--reveal-phrase"), "{err}");
+    let shown = ok(&run(&[
+        "account",
+        "show",
+        "--data-dir",
+        dir,
+        "--reveal-phrase",
+        "--yes-i-understand",
+    ]));
+    assert!(shown.contains(PHRASE), "{shown}");
+    assert!(is_chat_key(&field(&shown, "Chat key:")));
+}
+
+#[test]
+fn default_data_dir_follows_the_environment() {
+    let explicit = scratch_dir("env-explicit");
+    let o = run_env(&["account", "new"], &[("STATUS_NODE_DATA_DIR", &explicit)]);
+    let key = field(&ok(&o), "Chat key:");
+    assert!(explicit.join("account.phrase").is_file());
+    let xdg = scratch_dir("env-xdg");
+    let o = run_env(&["account", "new"], &[("XDG_DATA_HOME", &xdg)]);
+    ok(&o);
+    assert!(xdg.join("status-node").join("account.phrase").is_file());
+    let shown = ok(&run_env(
+        &["account", "show"],
+        &[("STATUS_NODE_DATA_DIR", &explicit)],
+    ));
+    assert_eq!(field(&shown, "Chat key:"), key);
+}
+
+#[test]
+fn wrong_or_damaged_data_dirs_are_clear_errors() {
+    let a = scratch_dir("wrong-a");
+    let b = scratch_dir("wrong-b");
+    let (a_s, b_s) = (a.to_str().unwrap(), b.to_str().unwrap());
+    ok(&run(&["account", "new", "--data-dir", a_s]));
+    ok(&run(&["account", "new", "--data-dir", b_s]));
+
+    // No account there.
+    let none = scratch_dir("wrong-none");
+    let err = fail(&run(&[
+        "account",
+        "show",
+        "--data-dir",
+        none.to_str().unwrap(),
+    ]));
+    assert!(err.contains("no account in"), "{err}");
+    assert!(err.contains("account new"), "{err}");
+
+    // A directory that already holds another account.
+    let err = fail(&run(&["account", "new", "--data-dir", a_s]));
+    assert!(err.contains("already holds an account"), "{err}");
+    let other = scratch_file("wrong", "phrase.txt", PHRASE);
+    let err = fail(&run(&[
+        "account",
+        "restore",
+        "--phrase-file",
+        other.to_str().unwrap(),
+        "--data-dir",
+        a_s,
+    ]));
+    assert!(err.contains("already holds an account"), "{err}");
+
+    // Another account's database: the key does not open it.
+    std::fs::copy(b.join("messenger.db"), a.join("messenger.db")).unwrap();
+    let err = fail(&run(&["account", "show", "--data-dir", a_s]));
+    assert!(err.contains("cannot open the database"), "{err}");
+    assert!(err.contains("database key does not open"), "{err}");
+
+    // A phrase swapped for another account's.
+    std::fs::copy(b.join("account.phrase"), a.join("account.phrase")).unwrap();
+    let err = fail(&run(&["account", "show", "--data-dir", a_s]));
+    assert!(
+        err.contains("does not match its recorded chat key"),
+        "{err}"
+    );
+
+    // A phrase file others can read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let p = b.join("account.phrase");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = fail(&run(&["account", "show", "--data-dir", b_s]));
+        assert!(err.contains("can be read by other users"), "{err}");
+        assert!(err.contains("chmod 600"), "{err}");
+    }
 }

@@ -12,8 +12,16 @@
 //! transaction, [`Storage::load`] as one `SELECT` per table. The MVDS state lives in its own
 //! `mvds::SyncStore`, which can share the same database connection
 //! (`mvds::SqliteStore::from_connection`).
+//!
+//! Two backends: [`MemoryStorage`] (tests, nodes that need not survive the process) and
+//! [`SqlCipherStorage`], the encrypted database file that also holds the MVDS state
+//! ([`SqlCipherStorage::open_pair`]; layout, key handling and failure modes on the type).
+
+mod sqlcipher;
 
 use std::collections::BTreeMap;
+
+pub use self::sqlcipher::{MAX_RECORD_BYTES, SCHEMA_VERSION, SqlCipherStorage, SqlCipherSyncStore};
 
 /// The tables the Messenger uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -125,6 +133,24 @@ pub enum StorageError {
         table: Table,
         /// What is wrong.
         reason: String,
+    },
+    /// The key does not open the database: it belongs to another account, the file is not a
+    /// status-rs database, or its first page is damaged (SQLCipher cannot tell these apart).
+    #[error(
+        "the database key does not open this file (another account's database, not a database, or a damaged header)"
+    )]
+    WrongKey,
+    /// A page of the database failed authentication or its structure check: the file was
+    /// altered, truncated or damaged outside status-rs.
+    #[error("the database file is damaged or was tampered with: {0}")]
+    Tampered(String),
+    /// The database was written by a newer status-rs (a later schema version).
+    #[error("database schema version {found} is newer than this build supports ({supported})")]
+    SchemaTooNew {
+        /// The version in the file.
+        found: u32,
+        /// The newest version this build knows.
+        supported: u32,
     },
 }
 

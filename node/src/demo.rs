@@ -423,8 +423,12 @@ impl<'o, W: Write> Demo<'o, W> {
     fn print_step(&mut self) -> Result<(), DemoError> {
         let events = std::mem::take(&mut self.step_events);
         for (node, rec) in &events {
+            // `--quiet` keeps what the applications saw and leaves out the frames.
+            if self.quiet && matches!(rec.event, Ev::Wire(_)) {
+                continue;
+            }
             if let Some(s) = self.describe(*node, &rec.event) {
-                self.detail(format!("  [{}] {s}", secs(rec.at)))?;
+                self.line(format!("  [{}] {s}", secs(rec.at)))?;
             }
         }
         Ok(())

@@ -207,4 +207,59 @@ fn private_group_of_five() {
         net.with(m[4], |x, now| x.remove_group_member(now, &gid, keys[2]))
             .is_err()
     );
+
+    // A rogue relay replays every Waku message it carried (with a new timestamp, so the relays'
+    // duplicate caches do not stop it) and injects a tampered copy of each: membership events
+    // and messages replayed after the removal, and altered ciphertext. Nobody's membership or
+    // chat changes, the removed member still receives nothing, and the Messengers count what
+    // they refused.
+    let before: Vec<Vec<(MessageId, PublicIdentity, String)>> =
+        (0..5).map(|i| received(&net, m[i], &chat)).collect();
+    let rejected = |n: &Net| -> u64 {
+        (0..5)
+            .map(|i| {
+                let s = n.messenger(m[i]).stats();
+                s.waku_unopened + s.undecryptable + s.waku_duplicates + s.envelopes_rejected
+            })
+            .sum()
+    };
+    let rejected_before = rejected(&net);
+    let rogue = net.sim.node_ids().next().unwrap(); // the first full node
+    let carried = net.full(rogue).carried.clone();
+    assert!(carried.len() > 20, "the relay carried {}", carried.len());
+    let t = net.sim.now().unix_nanos;
+    let mut forged = Vec::new();
+    for (k, msg) in carried.iter().enumerate() {
+        let k = i64::try_from(k).unwrap();
+        forged.push(msg.clone().with_timestamp(t + 2 * k));
+        let mut bad = msg.clone().with_timestamp(t + 2 * k + 1);
+        let mid = bad.payload.len() / 2;
+        bad.payload[mid] ^= 0x5a;
+        forged.push(bad);
+    }
+    let accepted = net.rogue_publish(rogue, &MessengerConfig::default().pubsub_topic, forged);
+    assert!(accepted > 20, "the rogue relay published {accepted}");
+    net.run_for(Duration::from_secs(120));
+    for i in 0..5 {
+        assert_eq!(
+            received(&net, m[i], &chat),
+            before[i],
+            "member {i} took a replayed or tampered message"
+        );
+        assert_eq!(
+            net.messenger(m[i]).group(&gid).unwrap().state(),
+            &s0,
+            "member {i}'s membership changed"
+        );
+    }
+    println!(
+        "rogue relay: {} carried, {accepted} replayed or tampered copies published; members refused {} before, {} after",
+        carried.len(),
+        rejected_before,
+        rejected(&net)
+    );
+    assert!(
+        rejected(&net) > rejected_before,
+        "the replayed and tampered messages were not seen at all"
+    );
 }

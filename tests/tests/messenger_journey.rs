@@ -50,6 +50,97 @@ fn the_life_of_a_message_relay_nodes() {
     journey(0x5eed_1002, config);
 }
 
+/// Alice writes to Bob over links that lose, duplicate, reorder and delay frames: every message
+/// arrives exactly once, Bob's log is in Alice's order, and every message is acknowledged.
+#[test]
+fn one_to_one_over_a_hostile_network() {
+    for seed in [0xc4a0_0001_u64, 0xc4a0_0002, 0xc4a0_0003] {
+        hostile(seed);
+    }
+}
+
+fn hostile(seed: u64) {
+    let config = MessengerConfig::default();
+    let mut net = Net::new(seed);
+    let f1 = net.add_full_node(&config);
+    let f2 = net.add_full_node(&config);
+    let (alice, _) = net.add_messenger(config.clone());
+    let (bob, _) = net.add_messenger(config);
+    net.link(f1, f2);
+    net.link(alice, f1);
+    net.link(bob, f2);
+    net.run_for(Duration::from_secs(5));
+    let alice_key = *net.messenger(alice).public_key();
+    let bob_key = *net.messenger(bob).public_key();
+    net.with(alice, |m, now| m.add_contact(now, bob_key));
+    assert!(net.run_until(Duration::from_secs(60), |n| {
+        n.messenger(alice).has_bundle(&bob_key)
+    }));
+    net.set_link_everywhere(
+        transports::memory::LinkConfig::new(messenger_rig::LATENCY)
+            .with_jitter(Duration::from_millis(30))
+            .with_loss(0.05)
+            .with_duplicate(0.05)
+            .with_reorder(0.1, Duration::from_millis(200)),
+    );
+    let to_bob = ChatId::OneToOne(bob_key);
+    let to_alice = ChatId::OneToOne(alice_key);
+    let mut sent = Vec::new();
+    for i in 0..50 {
+        let id = net
+            .with(alice, |m, now| {
+                m.send(now, &to_bob, Draft::text(format!("hostile {i}")))
+            })
+            .unwrap();
+        sent.push(id);
+        net.run_for(Duration::from_millis(200));
+    }
+    let acked = |n: &Net| -> BTreeSet<MessageId> {
+        n.events(alice)
+            .iter()
+            .filter_map(|e| match e {
+                MessengerEvent::Delivered { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(
+        net.run_until(Duration::from_secs(1800), |n| {
+            let a = acked(n);
+            sent.iter().all(|id| a.contains(id))
+        }),
+        "seed {seed:#x}: {} of {} acked",
+        acked(&net).len(),
+        sent.len()
+    );
+    net.run_for(Duration::from_secs(60));
+    let got = received_texts(&net, bob, &to_alice);
+    assert_eq!(got.len(), sent.len(), "seed {seed:#x}: not exactly once");
+    let ids: Vec<MessageId> = got.iter().map(|(id, _)| *id).collect();
+    let unique: BTreeSet<MessageId> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), sent.len());
+    assert!(sent.iter().all(|id| unique.contains(id)));
+    let log: Vec<String> = net
+        .messenger(bob)
+        .messages(&to_alice)
+        .map(|e| e.message.text.clone())
+        .collect();
+    let expected: Vec<String> = (0..50).map(|i| format!("hostile {i}")).collect();
+    assert_eq!(log, expected, "seed {seed:#x}: Bob's log is out of order");
+    let stats = net.sim.stats().clone();
+    assert!(
+        stats.lost > 0 && stats.duplicates > 0,
+        "seed {seed:#x}: {stats:?}"
+    );
+    println!(
+        "seed {seed:#x}: virtual {:?}, frames {}, lost {}, duplicated {}",
+        net.elapsed(),
+        stats.frames_sent,
+        stats.lost,
+        stats.duplicates
+    );
+}
+
 fn journey(seed: u64, config: MessengerConfig) {
     let mut net = Net::new(seed);
     let f1 = net.add_full_node(&config);

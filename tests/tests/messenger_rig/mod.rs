@@ -334,7 +334,12 @@ impl Net {
 
     /// Every link gets this loss probability (both directions).
     pub fn set_loss_everywhere(&mut self, loss: f64) {
-        self.link = LinkConfig::new(LATENCY).with_loss(loss);
+        self.set_link_everywhere(LinkConfig::new(LATENCY).with_loss(loss));
+    }
+
+    /// Every link, and every link made later, gets `link` (both directions).
+    pub fn set_link_everywhere(&mut self, link: LinkConfig) {
+        self.link = link;
         let links: Vec<(NodeId, NodeId)> = self.sim.links().collect();
         for (a, b) in links {
             self.sim.set_link(a, b, self.link.clone()).unwrap();
@@ -360,6 +365,32 @@ impl Net {
             Some(Node::Full(f)) => f,
             _ => panic!("{i} is not a running full node"),
         }
+    }
+
+    /// Makes full node `f` publish `messages` on `pubsub_topic` as if they were new (a rogue
+    /// relay replaying or injecting traffic). Returns how many its relay accepted.
+    pub fn rogue_publish(
+        &mut self,
+        f: NodeId,
+        pubsub_topic: &waku_core::topic::PubsubTopic,
+        messages: Vec<WakuMessage>,
+    ) -> usize {
+        let n = self
+            .sim
+            .with_node(f, |n, now| match n {
+                Node::Full(full) => messages
+                    .into_iter()
+                    .filter(|m| {
+                        full.node
+                            .publish(now, Some(pubsub_topic.clone()), m.clone())
+                            .is_ok()
+                    })
+                    .count(),
+                Node::Phone(_) => panic!("{f} is not a full node"),
+            })
+            .unwrap();
+        self.collect();
+        n
     }
 
     /// Runs a command on Messenger `i` at the current time, then lets it emit.

@@ -301,21 +301,17 @@ impl OpenedAccount {
         Ok(storage)
     }
 
-    /// Opens the Messenger's MVDS store, kept in the same encrypted file.
-    pub(crate) fn open_sync_store(&self) -> Result<SqlCipherSyncStore, AccountCmdError> {
-        let key = self.account.database_key();
-        SqlCipherStorage::open_sync_store(self.database_path(), &key)
-            .map_err(|e| self.storage_err(e))
-    }
-
-    /// Both stores a Messenger needs: `Messenger::new(config, &opened.account, storage, sync,
-    /// seed, now)`.
+    /// Both stores a Messenger needs, paired so that a delivered message moves from the MVDS
+    /// queue to the chat log atomically: `Messenger::new(config, &opened.account, storage,
+    /// sync, seed, now)`.
     pub(crate) fn open_stores(
         &self,
     ) -> Result<(SqlCipherStorage, SqlCipherSyncStore), AccountCmdError> {
-        let storage = self.open_storage()?;
-        let sync = self.open_sync_store()?;
-        Ok((storage, sync))
+        let key = self.account.database_key();
+        let path = self.database_path();
+        let pair = SqlCipherStorage::open_pair(&path, &key).map_err(|e| self.storage_err(e))?;
+        restrict_file(&path)?;
+        Ok(pair)
     }
 }
 

@@ -21,7 +21,9 @@ mod sqlcipher;
 
 use std::collections::BTreeMap;
 
-pub use self::sqlcipher::{MAX_RECORD_BYTES, SCHEMA_VERSION, SqlCipherStorage, SqlCipherSyncStore};
+pub use self::sqlcipher::{
+    MAX_HELD_BACK_POPS, MAX_RECORD_BYTES, SCHEMA_VERSION, SqlCipherStorage, SqlCipherSyncStore,
+};
 
 /// The tables the Messenger uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

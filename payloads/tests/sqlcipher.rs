@@ -435,3 +435,65 @@ proptest! {
         remove_db(&path);
     }
 }
+
+#[test]
+fn paired_stores_hand_an_event_to_the_chat_log_atomically() {
+    use mvds::store::{StoreOp, StoredEvent};
+    use mvds::{Delivery, GroupId, MessageId, SyncStore};
+    let path = scratch("hand-off.db");
+    let event = |seq: u64| StoreOp::PushEvent {
+        seq,
+        event: StoredEvent::Acked {
+            peer: [seq as u8; 32],
+            id: MessageId([seq as u8; 32]),
+        },
+    };
+    let delivered = StoreOp::PushEvent {
+        seq: 3,
+        event: StoredEvent::Delivered(Delivery {
+            from: [9; 32],
+            id: MessageId([3; 32]),
+            group: GroupId([4; 32]),
+            timestamp: 1_700_000_000,
+            body: b"body".to_vec(),
+        }),
+    };
+    let events_on_disk = || {
+        let mut sync = SqlCipherStorage::open_sync_store(&path, &KEY).unwrap();
+        let seqs: Vec<u64> = sync
+            .load()
+            .unwrap()
+            .events
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        seqs
+    };
+    {
+        let (mut storage, mut sync) = SqlCipherStorage::open_pair(&path, &KEY).unwrap();
+        sync.commit(vec![event(1), event(2), delivered]).unwrap();
+        // Handed to the application: the removals wait.
+        sync.commit(vec![StoreOp::PopEvent { seq: 1 }]).unwrap();
+        sync.commit(vec![StoreOp::PopEvent { seq: 3 }]).unwrap();
+        assert_eq!(sync.held_back(), 2);
+        assert_eq!(events_on_disk(), [1, 2, 3]);
+        // A write that stores no chat message does not carry them.
+        storage
+            .commit(vec![put(Table::Chats, b"chat", b"clock")])
+            .unwrap();
+        assert_eq!(sync.held_back(), 2);
+        assert_eq!(events_on_disk(), [1, 2, 3]);
+        // The chat message's write does, in its own transaction.
+        storage
+            .commit(vec![put(Table::Messages, b"m", b"text")])
+            .unwrap();
+        assert_eq!(sync.held_back(), 0);
+        assert_eq!(events_on_disk(), [2]);
+        // Without pairing, a removal is immediate.
+        let mut alone = SqlCipherStorage::open_sync_store(&path, &KEY).unwrap();
+        alone.commit(vec![StoreOp::PopEvent { seq: 2 }]).unwrap();
+        assert_eq!(alone.held_back(), 0);
+    }
+    assert!(events_on_disk().is_empty());
+    remove_db(&path);
+}

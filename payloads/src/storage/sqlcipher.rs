@@ -10,10 +10,24 @@
 //!   NULL`, `WITHOUT ROWID` (the key is the row's only index). [`Storage::commit`] is one
 //!   `BEGIN IMMEDIATE … COMMIT`; [`Storage::load`] reads each table in key order.
 //! - The MVDS node's `mvds_*` tables, written by `mvds::SqliteStore` over its own keyed
-//!   connection to the same file ([`SqlCipherStorage::open_sync_store`]). mvds's public API is
-//!   unchanged: the store is built with `mvds::SqliteStore::from_connection` from a connection
-//!   this module opened and keyed. Both connections run in WAL mode, so the two writers take
-//!   turns (the Messenger never writes through both at once).
+//!   connection to the same file ([`SqlCipherSyncStore`]). mvds's public API is unchanged: the
+//!   store is built with `mvds::SqliteStore::from_connection` from a connection this module
+//!   opened and keyed. Both connections run in WAL mode, so the two writers take turns (the
+//!   Messenger never writes through both at once).
+//!
+//! # The hand-off from MVDS to the chat log
+//!
+//! MVDS acknowledges a message once it is in its store, and removes it from its store when it
+//! hands it to the Messenger (`mvds::Node::poll_event`); the Messenger then writes it to its chat
+//! log. With two separate commits, a crash between them would lose an acknowledged message for
+//! good. A pair opened with [`SqlCipherStorage::open_pair`] closes that gap: the sync store
+//! holds back each event removal (`PopEvent`), and the storage applies the held-back removals
+//! inside the transaction of the Messenger's next commit that writes to
+//! [`Table::Messages`], which, for a delivered chat message, is the commit that stores it. So
+//! either the message is in the chat log and out of the MVDS queue, or still in the queue and
+//! handed over again on the next start (the Messenger ignores a message it already has, and
+//! group and reaction updates are idempotent). At most [`MAX_HELD_BACK_POPS`] removals wait;
+//! beyond that they are applied at once, as without the pairing.
 //!
 //! # Key
 //!
@@ -40,16 +54,35 @@
 //! (fsync'd), and a crash at any point of a commit leaves either the whole batch or none of it.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use zeroize::Zeroizing;
 
+use mvds::store::{Snapshot, StoreOp};
+use mvds::{StoreError, SyncStore};
+
 use super::{Dump, Storage, StorageError, StorageOp, Table};
 use crate::messenger::PeerKey;
 
-/// The MVDS store kept in the same encrypted file, over its own keyed connection.
-pub type SqlCipherSyncStore = mvds::SqliteStore<PeerKey>;
+/// Most MVDS event removals held back for the next chat-log write (see the module docs). An
+/// event removal is 8 bytes; the bound keeps a Messenger that receives only non-message events
+/// from growing the list without end.
+pub const MAX_HELD_BACK_POPS: usize = 65_536;
+
+/// The mvds SQLite layout whose `mvds_events (seq)` table the hand-off writes to.
+const MVDS_SCHEMA_WITH_EVENTS: i64 = 1;
+
+/// Event removals shared by a storage and its sync store.
+#[derive(Debug, Clone, Default)]
+struct HandOff(Arc<Mutex<Vec<u64>>>);
+
+impl HandOff {
+    fn with<R>(&self, f: impl FnOnce(&mut Vec<u64>) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
 
 /// The schema migrations, in order: entry `i` takes the database from version `i` to `i + 1`.
 /// Each runs in the same transaction as the version bump, so a database is always at exactly
@@ -84,6 +117,72 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqlCipherStorage {
     conn: Connection,
     path: PathBuf,
+    hand_off: Option<HandOff>,
+}
+
+/// The Messenger's MVDS store in the same encrypted file as its [`SqlCipherStorage`]: an
+/// `mvds::SqliteStore` over its own keyed connection, which, when opened with
+/// [`SqlCipherStorage::open_pair`], holds event removals back for the storage (see the module
+/// docs).
+pub struct SqlCipherSyncStore {
+    inner: mvds::SqliteStore<PeerKey>,
+    hand_off: Option<HandOff>,
+}
+
+impl core::fmt::Debug for SqlCipherSyncStore {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SqlCipherSyncStore")
+            .field("inner", &self.inner)
+            .field("paired", &self.hand_off.is_some())
+            .finish()
+    }
+}
+
+impl SqlCipherSyncStore {
+    /// How many event removals wait for the storage's next chat-log write.
+    pub fn held_back(&self) -> usize {
+        self.hand_off.as_ref().map_or(0, |h| h.with(|v| v.len()))
+    }
+}
+
+impl SyncStore<PeerKey> for SqlCipherSyncStore {
+    fn load(&mut self) -> Result<Snapshot<PeerKey>, StoreError> {
+        self.inner.load()
+    }
+
+    fn is_known(&mut self, id: &mvds::MessageId) -> Result<bool, StoreError> {
+        self.inner.is_known(id)
+    }
+
+    fn commit(&mut self, ops: Vec<StoreOp<PeerKey>>) -> Result<(), StoreError> {
+        let Some(hand_off) = &self.hand_off else {
+            return self.inner.commit(ops);
+        };
+        let room = MAX_HELD_BACK_POPS.saturating_sub(hand_off.with(|v| v.len()));
+        let pops = ops
+            .iter()
+            .filter(|op| matches!(op, StoreOp::PopEvent { .. }))
+            .count();
+        if pops == 0 || pops > room {
+            return self.inner.commit(ops);
+        }
+        let mut held = Vec::with_capacity(pops);
+        let rest: Vec<StoreOp<PeerKey>> = ops
+            .into_iter()
+            .filter_map(|op| match op {
+                StoreOp::PopEvent { seq } => {
+                    held.push(seq);
+                    None
+                }
+                other => Some(other),
+            })
+            .collect();
+        if !rest.is_empty() {
+            self.inner.commit(rest)?;
+        }
+        hand_off.with(|v| v.extend(held));
+        Ok(())
+    }
 }
 
 impl core::fmt::Debug for SqlCipherStorage {
@@ -241,11 +340,14 @@ impl SqlCipherStorage {
         Ok(SqlCipherStorage {
             conn,
             path: path.to_path_buf(),
+            hand_off: None,
         })
     }
 
     /// Opens the Messenger's MVDS store in the same encrypted file, over a second keyed
-    /// connection (`mvds::SqliteStore::from_connection`, which adds its `mvds_*` tables).
+    /// connection (`mvds::SqliteStore::from_connection`, which adds its `mvds_*` tables), on
+    /// its own: event removals are committed at once. A Messenger should use
+    /// [`SqlCipherStorage::open_pair`].
     ///
     /// # Errors
     /// As [`SqlCipherStorage::open`]; an MVDS schema error is [`StorageError::Backend`].
@@ -254,10 +356,16 @@ impl SqlCipherStorage {
         key: &[u8; 32],
     ) -> Result<SqlCipherSyncStore, StorageError> {
         let conn = keyed_connection(path.as_ref(), key)?;
-        mvds::SqliteStore::from_connection(conn).map_err(|e| StorageError::Backend(e.to_string()))
+        let inner = mvds::SqliteStore::from_connection(conn)
+            .map_err(|e| StorageError::Backend(e.to_string()))?;
+        Ok(SqlCipherSyncStore {
+            inner,
+            hand_off: None,
+        })
     }
 
-    /// Both stores a Messenger needs, in the one file at `path`.
+    /// Both stores a Messenger needs, in the one file at `path`, paired so that MVDS hands a
+    /// message to the chat log atomically (see the module docs).
     ///
     /// # Errors
     /// As [`SqlCipherStorage::open`].
@@ -265,8 +373,24 @@ impl SqlCipherStorage {
         path: impl AsRef<Path>,
         key: &[u8; 32],
     ) -> Result<(SqlCipherStorage, SqlCipherSyncStore), StorageError> {
-        let storage = Self::open(path.as_ref(), key)?;
-        let sync = Self::open_sync_store(path.as_ref(), key)?;
+        let mut storage = Self::open(path.as_ref(), key)?;
+        let mut sync = Self::open_sync_store(path.as_ref(), key)?;
+        // Only pair with the mvds layout whose event table this module knows.
+        let mvds_version: Option<i64> = sync
+            .inner
+            .connection()
+            .query_row(
+                "SELECT value FROM mvds_meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql_err)?;
+        if mvds_version == Some(MVDS_SCHEMA_WITH_EVENTS) {
+            let hand_off = HandOff::default();
+            storage.hand_off = Some(hand_off.clone());
+            sync.hand_off = Some(hand_off);
+        }
         Ok((storage, sync))
     }
 
@@ -356,6 +480,19 @@ impl Storage for SqlCipherStorage {
     }
 
     fn commit(&mut self, ops: Vec<StorageOp>) -> Result<(), StorageError> {
+        let writes_message = ops.iter().any(|op| {
+            matches!(
+                op,
+                StorageOp::Put {
+                    table: Table::Messages,
+                    ..
+                }
+            )
+        });
+        let pops: Vec<u64> = match &self.hand_off {
+            Some(h) if writes_message => h.with(|v| v.clone()),
+            _ => Vec::new(),
+        };
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -379,7 +516,18 @@ impl Storage for SqlCipherStorage {
                 }
             }
         }
-        tx.commit().map_err(sql_err)
+        for seq in &pops {
+            // mvds stores the sequence number's bits as an INTEGER.
+            let bits = i64::from_ne_bytes(seq.to_ne_bytes());
+            tx.prepare_cached("DELETE FROM mvds_events WHERE seq = ?1")
+                .and_then(|mut s| s.execute([bits]))
+                .map_err(sql_err)?;
+        }
+        tx.commit().map_err(sql_err)?;
+        if let (Some(h), false) = (&self.hand_off, pops.is_empty()) {
+            h.with(|v| v.retain(|s| !pops.contains(s)));
+        }
+        Ok(())
     }
 }
 

@@ -122,33 +122,52 @@ pub(crate) fn run_light(args: &RunArgs) -> Result<(), ChatError> {
     open_and_run(args.data_dir.as_ref(), args.phrase_file.as_ref(), opts)
 }
 
+/// Opens the account and its storage, then runs the session: the account in the data
+/// directory with its encrypted database, or (with `--phrase-file`) an account from a phrase
+/// with nothing kept on disk.
 fn open_and_run(
     data_dir: Option<&PathBuf>,
     phrase_file: Option<&PathBuf>,
     opts: Options,
 ) -> Result<(), ChatError> {
-    let _ = data_dir;
-    let account = load_account(phrase_file)?;
     let seed = driver::os_seed().map_err(ChatError::Randomness)?;
-    let now = driver::clock();
-    let messenger: Messenger<MemoryStorage, mvds::MemoryStore<PeerKey>> = Messenger::new(
-        MessengerConfig::default(),
-        &account,
-        MemoryStorage::new(),
-        mvds::MemoryStore::new(),
-        seed,
-        now,
-    )?;
-    drop(account);
+    let config = MessengerConfig::default();
     let rt = driver::runtime()?;
+    if let Some(path) = phrase_file {
+        let account = load_account(path)?;
+        let messenger: Messenger<MemoryStorage, mvds::MemoryStore<PeerKey>> = Messenger::new(
+            config,
+            &account,
+            MemoryStorage::new(),
+            mvds::MemoryStore::new(),
+            seed,
+            driver::clock(),
+        )?;
+        drop(account);
+        return rt.block_on(session(messenger, opts));
+    }
+    let dir = data_dir
+        .cloned()
+        .unwrap_or_else(crate::account::default_data_dir);
+    let opened =
+        crate::account::open_data_dir(&dir).map_err(|e| ChatError::Account(e.to_string()))?;
+    let (storage, sync) = opened
+        .open_stores()
+        .map_err(|e| ChatError::Account(e.to_string()))?;
+    let messenger = Messenger::new(
+        config,
+        &opened.account,
+        storage,
+        sync,
+        seed,
+        driver::clock(),
+    )?;
+    drop(opened);
     rt.block_on(session(messenger, opts))
 }
 
-/// The account from a phrase file (until the data directory holds an encrypted account).
-fn load_account(phrase_file: Option<&PathBuf>) -> Result<Account, ChatError> {
-    let path = phrase_file.ok_or_else(|| {
-        ChatError::Account("no account: give --phrase-file (see `status-node keygen`)".into())
-    })?;
+/// An account from a seed phrase file (no passphrase), for `--phrase-file`.
+fn load_account(path: &PathBuf) -> Result<Account, ChatError> {
     let read_err = |e: io::Error| ChatError::Account(format!("{}: {e}", path.display()));
     let mut bytes = zeroize::Zeroizing::new(Vec::new());
     std::fs::File::open(path)

@@ -192,15 +192,25 @@ Output lines start with a marker: `<< [1:1] Sender Words: text` and
 `<< [#channel] Sender Words: text` for arriving messages, `>> sent`/`>> delivered` for ours,
 `** ` for notices (peers, history fetched from a store, status), `!! ` for errors.
 
+The chat keeps its contacts, sessions and messages in the account's encrypted database, so a
+restarted chat shows its history (`.. ` lines) and fetches what arrived while it was away
+from the full nodes' stores.
+
 Examples:
-  Alice and Bob, each through a full node (KEY@ADDR as printed by `status-node run`):
-    status-node keygen > alice.txt   # keep the seed phrase line in alice-phrase.txt
-    status-node chat --peer KEY@127.0.0.1:60001 --phrase-file alice-phrase.txt
-    status-node chat --peer KEY@127.0.0.1:60002 --phrase-file bob-phrase.txt
+  Alice and Bob, each with an account and through a full node (KEY@ADDR as printed by
+  `status-node run`):
+    status-node account new --data-dir ./alice
+    status-node account new --data-dir ./bob
+    status-node chat --data-dir ./alice --peer KEY@127.0.0.1:60001
+    status-node chat --data-dir ./bob --peer KEY@127.0.0.1:60002
   then in Alice's terminal:
     /add 0x<Bob's chat key>
     hello Bob
-    /join status";
+    /join status
+    Hello, #status
+
+  Scripted, through a pipe:
+    printf '/join status\\nhello from a script\\n' | status-node chat --data-dir ./alice --peer KEY@ADDR";
 
 /// A node's role in `run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -233,7 +243,8 @@ pub(crate) struct RunArgs {
     /// directory.
     #[arg(long, value_name = "FILE")]
     pub(crate) node_key: Option<PathBuf>,
-    /// The light role's account: a file holding its seed phrase.
+    /// The light role's account from a seed phrase file instead of the data directory
+    /// (nothing is kept on disk then).
     #[arg(long, value_name = "FILE")]
     pub(crate) phrase_file: Option<PathBuf>,
     /// The cluster id (16: the Status cluster).
@@ -253,11 +264,13 @@ pub(crate) struct ChatArgs {
     /// A full node to use, `KEY@IP:PORT` or `IP:PORT`; repeat for several.
     #[arg(long = "peer", value_name = "ADDR", required = true)]
     pub(crate) peers: Vec<crate::driver::PeerAddr>,
-    /// Directory of the account and its encrypted database.
+    /// Directory of the account (`status-node account new|restore`) and its encrypted
+    /// database; the default is the one `account new` uses.
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// A file holding the account's seed phrase (`status-node keygen` makes one).
-    #[arg(long, value_name = "FILE")]
+    /// Use the account of this seed phrase file instead, with nothing kept on disk (no
+    /// history, no sessions across restarts).
+    #[arg(long, value_name = "FILE", conflicts_with = "data_dir")]
     pub(crate) phrase_file: Option<PathBuf>,
     /// Do not draw the chat key's QR code.
     #[arg(long)]

@@ -174,26 +174,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.sync_all()
 }
 
-/// The data directory used when `--data-dir` is not given: `$STATUS_NODE_DATA_DIR`, else
-/// `$XDG_DATA_HOME/status-node`, else `$HOME/.local/share/status-node`, else `./status-node`.
-pub(crate) fn default_data_dir() -> PathBuf {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(d) = var("STATUS_NODE_DATA_DIR") {
-        return d;
-    }
-    if let Some(d) = var("XDG_DATA_HOME") {
-        return d.join("status-node");
-    }
-    if let Some(h) = var("HOME") {
-        return h.join(".local").join("share").join("status-node");
-    }
-    PathBuf::from("status-node")
-}
-
 /// A ChaCha20 stream seeded once from the OS (an error, not a panic, if the OS source fails).
 pub(crate) fn os_rng() -> Result<ChaCha20Rng, String> {
     ChaCha20Rng::try_from_rng(&mut SysRng).map_err(|e| e.to_string())

@@ -98,7 +98,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), RunError> {
 pub(crate) fn data_dir(given: Option<&PathBuf>) -> PathBuf {
     given
         .cloned()
-        .unwrap_or_else(crate::driver::default_data_dir)
+        .unwrap_or_else(crate::account::default_data_dir)
 }
 
 /// The TCP settings shared by `run` and `chat`.

@@ -13,10 +13,13 @@
 //!    message while it is down; full node 1 acknowledges both (her `published` count rises).
 //! 3. Full node 2 restarts from its data directory (same key, same port). Bob gets Alice's
 //!    1:1 message (MVDS retransmits until Bob acknowledges it) and Alice sees it delivered.
-//! 4. A new client, Carol, joins the channel through the restarted node 2 only: its archive
+//! 4. Bob quits; Alice writes; Bob restarts on his data directory: the local database shows
+//!    the earlier conversation and the store gives him what he missed; his reply reaches Alice
+//!    (the sessions survived the restart).
+//! 5. A new client, Carol, joins the channel through the restarted node 2 only: its archive
 //!    still has what it acknowledged before the kill. Another, Dave, joins through node 1: it
 //!    has the message sent while node 2 was down.
-//! 5. Full node 1 stops on SIGTERM, cleanly, flushing its archive.
+//! 6. Full node 1 stops on SIGTERM, cleanly, flushing its archive.
 //!
 //! Every wait is for a line, with a generous deadline; nothing is asserted about time.
 #![allow(
@@ -160,18 +163,16 @@ impl Drop for Proc {
     }
 }
 
-/// A fresh account: `status-node keygen`'s seed phrase written to a file.
+/// A fresh account in its own data directory (`status-node account new`).
 fn new_account(dir: &Path, name: &str) -> PathBuf {
-    let out = Command::new(BIN).arg("keygen").output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    lines.find(|l| l.starts_with("Seed phrase")).unwrap();
-    let phrase = lines.next().unwrap().trim().to_owned();
-    assert_eq!(phrase.split_whitespace().count(), 12);
-    let path = dir.join(format!("{name}.phrase"));
-    std::fs::write(&path, phrase).unwrap();
-    path
+    let data = dir.join(name);
+    let out = Command::new(BIN)
+        .args(["account", "new", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    data
 }
 
 fn node_args(role: &str, listen: &str, data: &Path, peers: &[&str]) -> Vec<String> {
@@ -193,12 +194,20 @@ fn node_args(role: &str, listen: &str, data: &Path, peers: &[&str]) -> Vec<Strin
     a
 }
 
+/// A chat on a new account.
 fn chat(name: &str, dir: &Path, peers: &[&str]) -> (Proc, String, String) {
-    let phrase = new_account(dir, name);
-    let mut args = vec!["chat".to_owned(), "--phrase-file".to_owned()];
-    args.push(phrase.display().to_string());
-    args.push("--data-dir".to_owned());
-    args.push(dir.join(name).display().to_string());
+    let data = new_account(dir, name);
+    chat_on(name, dir, &data, peers)
+}
+
+/// A chat on the account in `data`.
+fn chat_on(name: &str, dir: &Path, data: &Path, peers: &[&str]) -> (Proc, String, String) {
+    let mut args = vec![
+        "chat".to_owned(),
+        "--no-qr".to_owned(),
+        "--data-dir".to_owned(),
+    ];
+    args.push(data.display().to_string());
     for p in peers {
         args.push("--peer".to_owned());
         args.push((*p).to_owned());
@@ -364,6 +373,30 @@ fn three_nodes_two_chats_a_crash_and_nothing_acknowledged_lost() {
         l.starts_with(&format!(">> delivered id={away_id} to {bob_words}"))
     });
 
+    // Bob leaves; Alice writes; Bob comes back on his database: his history is there, and
+    // the message sent while he was away comes from the store.
+    bob.send("/quit");
+    bob.wait("bye", |l| l == "** bye");
+    assert!(bob.child.wait().unwrap().success());
+    let bob_transcript = bob.transcript();
+    let first_bob = bob.seen.clone();
+    let ma = alice.mark();
+    alice.send(&format!("/msg {bob_key} sent while you were offline"));
+    alice.wait_from(ma, "sent", |l| l.starts_with(">> sent [1:1"));
+    alice.wait_from(ma, "acknowledged by full node 1", |l| {
+        l.starts_with("** status") && status_field(l, "published") >= before + 3
+    });
+    let (mut bob, again, _) = chat_on("bob-again", &dir, &dir.join("bob"), &[&full2_addr]);
+    assert_eq!(again, bob_key);
+    let expect = format!(".. [1:1] {alice_words}: hello Bob, this is Alice");
+    bob.wait("history from the local database", |l| l == expect);
+    let expect = format!("<< [1:1] {alice_words}: sent while you were offline");
+    bob.wait("the message sent while Bob was offline", |l| l == expect);
+    bob.wait("the history fetch", |l| l.starts_with("** history fetched"));
+    bob.send(&format!("/msg {alice_key} back online"));
+    let expect = format!("<< [1:1] {bob_words}: back online");
+    alice.wait_from(ma, "Bob's message after his restart", |l| l == expect);
+
     // The restarted node's archive still has what it acknowledged before the kill; node 1's
     // has what was sent while node 2 was down.
     let (mut carol, _, _) = chat("carol", &dir, &[&full2_addr]);
@@ -377,13 +410,20 @@ fn three_nodes_two_chats_a_crash_and_nothing_acknowledged_lost() {
     let expect = format!("<< [#loopback] {bob_words}: public hello from Bob");
     dave.wait("older history from full node 1's archive", |l| l == expect);
 
-    // Each message was shown once.
+    // Each message was shown once (as it arrived, or from the database after the restart).
     bob.mark();
-    let once = |p: &Proc, text: &str| p.seen.iter().filter(|l| l.ends_with(text)).count();
-    assert_eq!(once(&bob, ": hello Bob, this is Alice"), 1);
-    assert_eq!(once(&bob, ": while you were away"), 1);
+    let once = |lines: &[String], text: &str| {
+        lines
+            .iter()
+            .filter(|l| l.starts_with("<< ") && l.ends_with(text))
+            .count()
+    };
+    assert_eq!(once(&first_bob, ": hello Bob, this is Alice"), 1);
+    assert_eq!(once(&first_bob, ": while you were away"), 1);
+    assert_eq!(once(&bob.seen, ": hello Bob, this is Alice"), 0);
+    assert_eq!(once(&bob.seen, ": sent while you were offline"), 1);
     alice.mark();
-    assert_eq!(once(&alice, ": public hello from Bob"), 1);
+    assert_eq!(once(&alice.seen, ": public hello from Bob"), 1);
 
     // Clean exits: the chats on /quit, full node 1 on SIGTERM (archive flushed and closed).
     alice.send("/quit");
@@ -400,6 +440,7 @@ fn three_nodes_two_chats_a_crash_and_nothing_acknowledged_lost() {
 
     println!("--- transcripts ---");
     println!("{}", alice.transcript());
+    println!("{bob_transcript}");
     println!("{}", bob.transcript());
     println!("{}", carol.transcript());
     println!("{}", dave.transcript());

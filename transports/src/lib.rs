@@ -13,6 +13,9 @@
 //!   clock, for tests, benchmarks and the demo.
 //! - `tcp` (feature `tcp`): a devp2p-style transport on tokio with Noise, a Hello exchange,
 //!   tagged length-prefixed frames, keepalive and reconnects.
+//! - `libp2p` (feature `libp2p`, off by default): TCP/WebSocket, Noise, yamux/mplex, identify and
+//!   ping, with the Waku protocols on their own stream protocol ids, as real Waku nodes and
+//!   clients speak them (docs/interop.md).
 //!
 //! Both follow libp2p's model of who speaks what: [`Machine::protocols`] lists what a machine
 //! *serves* (identify, or the TCP Hello), and a client opens a protocol the remote serves. On
@@ -34,6 +37,9 @@ pub mod memory;
 
 #[cfg(feature = "tcp")]
 pub mod tcp;
+
+#[cfg(feature = "libp2p")]
+pub mod libp2p;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

@@ -1,0 +1,200 @@
+// js-waku light node against status-rs full nodes over libp2p (see docs/interop.md).
+//
+// Two status-rs full nodes run as child processes (the `libp2p_node` example of the
+// `transports` crate): A listens on /ws and TCP, B dials A over TCP (relay between them).
+// A js-waku light node (@waku/sdk, mplex over plain /ws) uses A as its only service node:
+//   1. lightpush: js pushes a message to A; it must reach B over relay (content, topics, hash);
+//   2. filter: js subscribes through A; B publishes; js receives it (content, topics, hash);
+//   3. store: B published 5 messages before js started; A archived them from relay; js pages
+//      through A's store 2 at a time and gets exactly those 5, in order, with B's hashes.
+// Exit code 0 when all three pass.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { randomBytes } from "node:crypto";
+
+import { createLightNode, Protocols, utf8ToBytes, bytesToUtf8 } from "@waku/sdk";
+import { messageHash } from "@waku/core";
+
+const BIN = process.env.STATUS_NODE_BIN;
+if (!BIN) {
+  console.error("set STATUS_NODE_BIN to the libp2p_node example binary");
+  process.exit(2);
+}
+const STEP_TIMEOUT = 30_000;
+const RUN = randomBytes(4).toString("hex");
+const CT_PUSH = `/status-rs-interop/1/lightpush-${RUN}/proto`;
+const CT_FILTER = `/status-rs-interop/1/filter-${RUN}/proto`;
+const CT_STORE = `/status-rs-interop/1/store-${RUN}/proto`;
+const hex = (b) => Buffer.from(b).toString("hex");
+
+/** A status-rs node process and the lines it printed. */
+class RsNode {
+  constructor(name, args) {
+    this.name = name;
+    this.lines = [];
+    this.waiters = [];
+    this.proc = spawn(BIN, args, { stdio: ["pipe", "pipe", "inherit"] });
+    this.proc.on("exit", (code, signal) => {
+      if (!this.stopping) console.error(`[${name}] exited: ${code ?? signal}`);
+    });
+    createInterface({ input: this.proc.stdout }).on("line", (line) => {
+      if (process.env.INTEROP_VERBOSE) console.log(`[${name}] ${line}`);
+      this.lines.push(line);
+      for (const w of [...this.waiters]) w();
+    });
+  }
+  /** Waits for a printed line `pred` accepts (searching from `from`); returns [line, index]. */
+  waitLine(what, pred, from = 0) {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        for (let i = from; i < this.lines.length; i++) {
+          if (pred(this.lines[i])) {
+            this.waiters = this.waiters.filter((w) => w !== check);
+            clearTimeout(timer);
+            resolve([this.lines[i], i]);
+            return;
+          }
+        }
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== check);
+        reject(new Error(`[${this.name}] timed out waiting for ${what}`));
+      }, STEP_TIMEOUT);
+      this.waiters.push(check);
+      check();
+    });
+  }
+  waitMsg(what, pred) {
+    return this.waitLine(what, (l) => l.startsWith("MSG ") && pred(JSON.parse(l.slice(4)))).then(
+      ([l]) => JSON.parse(l.slice(4)),
+    );
+  }
+  async publish(contentTopic, text) {
+    const from = this.lines.length;
+    this.proc.stdin.write(`publish ${contentTopic} ${hex(utf8ToBytes(text))}\n`);
+    const [line] = await this.waitLine(
+      "PUBLISHED",
+      (l) => l.startsWith("PUBLISHED ") || l.startsWith("ERROR "),
+      from,
+    );
+    assert.ok(line.startsWith("PUBLISHED "), line);
+    const [, hash, pubsubTopic] = line.split(" ");
+    return { hash, pubsubTopic, text };
+  }
+  stop() {
+    this.stopping = true;
+    this.proc.kill("SIGTERM");
+  }
+}
+
+const results = [];
+async function step(name, fn) {
+  const started = Date.now();
+  try {
+    await fn();
+    results.push([name, "ok", Date.now() - started]);
+    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+  } catch (e) {
+    results.push([name, "FAIL", Date.now() - started]);
+    console.log(`FAIL ${name}: ${e?.stack ?? e}`);
+  }
+}
+
+const a = new RsNode("A", ["--listen", "/ip4/127.0.0.1/tcp/0/ws", "--listen", "/ip4/127.0.0.1/tcp/0", "--seed", "11"]);
+let waku;
+let b;
+try {
+  await a.waitLine("two listen addresses", () => a.lines.filter((l) => l.startsWith("LISTEN ")).length >= 2);
+  const addrs = a.lines.filter((l) => l.startsWith("LISTEN ")).map((l) => l.slice(7));
+  const wsAddr = addrs.find((x) => x.includes("/ws/"));
+  const tcpAddr = addrs.find((x) => !x.includes("/ws/"));
+  console.log(`status-rs A: ${wsAddr}`);
+  b = new RsNode("B", ["--dial", tcpAddr, "--seed", "12"]);
+  await b.waitLine("B sees A", (l) => l.startsWith("PEER ") && l.includes("/vac/waku/relay/2.0.0"));
+  await a.waitLine("A sees B", (l) => l.startsWith("PEER ") && l.includes("/vac/waku/relay/2.0.0"));
+
+  // B publishes the history before the light node exists; A archives it from relay.
+  const history = [];
+  for (let i = 0; i < 5; i++) {
+    const p = await b.publish(CT_STORE, `history ${i} ${RUN}`);
+    await a.waitMsg(`A relays history ${i}`, (m) => m.hash === p.hash);
+    history.push(p);
+  }
+
+  waku = await createLightNode({
+    defaultBootstrap: false,
+    bootstrapPeers: [wsAddr],
+    networkConfig: { clusterId: 1, numShardsInCluster: 8 },
+    libp2p: { filterMultiaddrs: false, hideWebSocketInfo: true },
+  });
+  await waku.start();
+  await waku.waitForPeers([Protocols.LightPush, Protocols.Filter, Protocols.Store], STEP_TIMEOUT);
+  await a.waitLine("A sees js-waku", (l) => l.startsWith("PEER ") && l.includes("js-waku"));
+  console.log("js-waku light node connected to status-rs A");
+
+  await step("lightpush: js-waku -> status-rs A -> relay -> status-rs B", async () => {
+    const encoder = waku.createEncoder({ contentTopic: CT_PUSH });
+    const text = `pushed by js-waku ${RUN}`;
+    const message = { payload: utf8ToBytes(text), timestamp: new Date() };
+    const proto = await encoder.toProtoObj(message);
+    const expected = hex(messageHash(encoder.pubsubTopic, proto));
+    const res = await waku.lightPush.send(encoder, message);
+    assert.equal(res.failures.length, 0, `failures: ${JSON.stringify(res.failures)}`);
+    assert.ok(res.successes.length >= 1, "no successes");
+    const got = await b.waitMsg("B receives the push", (m) => m.content_topic === CT_PUSH);
+    assert.equal(Buffer.from(got.payload_hex, "hex").toString(), text);
+    assert.equal(got.pubsub_topic, encoder.pubsubTopic);
+    assert.equal(got.hash, expected, "hash computed by js-waku vs status-rs B");
+    assert.ok(got.source.startsWith("Relay"), got.source);
+  });
+
+  await step("filter: status-rs B publishes -> A pushes -> js-waku receives", async () => {
+    const decoder = waku.createDecoder({ contentTopic: CT_FILTER });
+    const { promise, resolve } = Promise.withResolvers();
+    const ok = await waku.filter.subscribe(decoder, (msg) => resolve(msg));
+    assert.equal(ok, true, "subscribe failed");
+    // Give the subscription a moment to settle at A, then publish from B.
+    await new Promise((r) => setTimeout(r, 500));
+    const sent = await b.publish(CT_FILTER, `filtered to js-waku ${RUN}`);
+    const msg = await Promise.race([
+      promise,
+      new Promise((_, rej) => setTimeout(() => rej(new Error("no filter push")), STEP_TIMEOUT)),
+    ]);
+    assert.equal(bytesToUtf8(msg.payload), sent.text);
+    assert.equal(msg.contentTopic, CT_FILTER);
+    assert.equal(msg.pubsubTopic, sent.pubsubTopic);
+    assert.equal(msg.hashStr.replace(/^0x/, ""), sent.hash, "hash computed by js-waku vs status-rs B");
+    await waku.filter.unsubscribe(decoder);
+  });
+
+  await step("store: js-waku pages through A's archive (2 per page)", async () => {
+    const decoder = waku.createDecoder({ contentTopic: CT_STORE });
+    const got = [];
+    let pages = 0;
+    for await (const page of waku.store.queryGenerator([decoder], { paginationLimit: 2, paginationForward: true })) {
+      const msgs = (await Promise.all(page)).filter(Boolean);
+      if (msgs.length > 0) pages++;
+      assert.ok(msgs.length <= 2, `page of ${msgs.length}`);
+      got.push(...msgs);
+    }
+    assert.equal(got.length, history.length, `got ${got.length} messages`);
+    assert.ok(pages >= 3, `${pages} pages`);
+    got.forEach((m, i) => {
+      assert.equal(bytesToUtf8(m.payload), history[i].text);
+      assert.equal(m.contentTopic, CT_STORE);
+      assert.equal(m.pubsubTopic, history[i].pubsubTopic);
+      assert.equal(m.hashStr.replace(/^0x/, ""), history[i].hash, `hash of entry ${i}`);
+    });
+  });
+} catch (e) {
+  results.push(["setup", "FAIL", 0]);
+  console.log(`FAIL setup: ${e?.stack ?? e}`);
+} finally {
+  if (waku) await waku.stop().catch(() => {});
+  a.stop();
+  b?.stop();
+}
+const failed = results.filter(([, r]) => r !== "ok");
+console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
+process.exit(failed.length === 0 && results.length === 3 ? 0 : 1);

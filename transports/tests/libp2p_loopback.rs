@@ -1,0 +1,266 @@
+//! Two status-rs `WakuNode`s over the libp2p driver on loopback (TCP, and WebSocket): identify
+//! tells each what the other serves, a relayed message arrives, and a store query pages through
+//! what the other archived. Also: a raw libp2p peer that floods oversized frames is cut off
+//! without reaching the machine.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use transports::libp2p::{self as lp, DriverEvent, Keypair, Libp2pConfig, Libp2pNode};
+use waku_core::message::WakuMessage;
+use waku_core::net::{Now, Protocol};
+use waku_core::node::{MessageSource, NodeEvent, WakuNode, WakuNodeConfig};
+use waku_core::roles::Capabilities;
+use waku_core::store::{QueryLimits, StoreClientEvent, StoreQuery};
+use waku_core::topic::{ContentTopic, PubsubTopic};
+
+const CLUSTER: u16 = 1;
+const SHARD: u16 = 0;
+const WAIT: Duration = Duration::from_secs(20);
+
+fn now() -> Now {
+    Now {
+        instant: Instant::now(),
+        unix_nanos: i64::try_from(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos(),
+        )
+        .unwrap(),
+    }
+}
+
+fn topic() -> PubsubTopic {
+    PubsubTopic::static_shard(CLUSTER, SHARD).unwrap()
+}
+
+fn content() -> ContentTopic {
+    ContentTopic::new("/status-rs/1/loopback/proto").unwrap()
+}
+
+fn full_node(seed: u8) -> WakuNode {
+    let config = WakuNodeConfig::new(Capabilities::FULL, CLUSTER, vec![SHARD]);
+    WakuNode::new(config, None, [seed; 32], now()).unwrap()
+}
+
+async fn start(seed: u8, listen: Option<&str>) -> Libp2pNode<WakuNode> {
+    let mut config = Libp2pConfig::new(Keypair::generate_ed25519());
+    if let Some(l) = listen {
+        config.listen.push(l.parse().unwrap());
+    }
+    lp::start(config, full_node(seed)).await.unwrap()
+}
+
+/// Waits for an event matching `f`, keeping nothing else.
+async fn wait_for<T>(
+    node: &mut Libp2pNode<WakuNode>,
+    what: &str,
+    mut f: impl FnMut(DriverEvent<NodeEvent>) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, node.next_event())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .expect("driver stopped");
+        if let Some(t) = f(ev) {
+            return t;
+        }
+    }
+}
+
+async fn relay_and_store(listen: &str) {
+    let mut a = start(1, Some(listen)).await;
+    let mut b = start(2, None).await;
+    let addr = a.listen_addrs()[0].clone();
+    println!("a listens on {addr}");
+    b.handle().dial(addr).await.unwrap();
+
+    // Identify tells each side what the other serves: a full node serves all of these.
+    let served = [
+        Protocol::Relay,
+        Protocol::StoreQuery,
+        Protocol::FilterSubscribe,
+        Protocol::LightPush,
+        Protocol::Metadata,
+    ];
+    for node in [&mut a, &mut b] {
+        let info = wait_for(node, "connected", |ev| match ev {
+            DriverEvent::Connected(info) => Some(info),
+            _ => None,
+        })
+        .await;
+        for p in served {
+            assert!(info.protocols.contains(&p), "{p} missing in {info:?}");
+        }
+        assert!(info.agent_version.starts_with("status-rs/"));
+    }
+
+    // Wait for the relay mesh (GRAFT over the libp2p stream) on both sides.
+    let t = topic().to_string();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let t1 = t.clone();
+        let t2 = t.clone();
+        let ma = a
+            .handle()
+            .call(move |n, _| n.relay().unwrap().mesh_peers(&t1).len())
+            .await
+            .unwrap();
+        let mb = b
+            .handle()
+            .call(move |n, _| n.relay().unwrap().mesh_peers(&t2).len())
+            .await
+            .unwrap();
+        if ma == 1 && mb == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no mesh: a={ma} b={mb}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // a publishes three messages; b receives them over relay.
+    b.handle()
+        .call(|n, now| n.subscribe(now, topic(), vec![content()]).unwrap())
+        .await
+        .unwrap();
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let text = format!("hello over libp2p {i}");
+        let hash = a
+            .handle()
+            .call(move |n, now| {
+                let m =
+                    WakuMessage::new(content(), text.into_bytes()).with_timestamp(now.unix_nanos);
+                match n.publish(now, Some(topic()), m).unwrap() {
+                    waku_core::node::Published::Relayed { hash, peers } => {
+                        assert_eq!(peers, 1);
+                        hash
+                    }
+                    other => panic!("{other:?}"),
+                }
+            })
+            .await
+            .unwrap();
+        sent.push(hash);
+        // Distinct timestamps, so the store's time order is the publish order.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let (hash, payload) = wait_for(&mut b, "relayed message", |ev| match ev {
+            DriverEvent::Machine(NodeEvent::Message {
+                hash,
+                message,
+                source: MessageSource::Relay(_),
+                pubsub_topic,
+                ..
+            }) => {
+                assert_eq!(pubsub_topic, topic());
+                assert_eq!(message.content_topic, content());
+                Some((hash, message.payload))
+            }
+            _ => None,
+        })
+        .await;
+        assert_eq!(
+            String::from_utf8(payload).unwrap(),
+            format!("hello over libp2p {}", got.len())
+        );
+        got.push(hash);
+    }
+    assert_eq!(got, sent);
+
+    // b queries a's store forward in pages of 2 (request/response streams): all three, in
+    // order.
+    let qid = b
+        .handle()
+        .call(|n, now| {
+            let peer = n
+                .peers()
+                .find(|(_, ps)| ps.contains(&Protocol::StoreQuery))
+                .map(|(p, _)| p)
+                .unwrap();
+            n.query_store(
+                now,
+                Some(peer),
+                StoreQuery::topics(topic(), [content()])
+                    .page_size(2)
+                    .forward(),
+                QueryLimits::default(),
+            )
+            .unwrap()
+        })
+        .await
+        .unwrap();
+    let mut pages = 0;
+    let mut stored = Vec::new();
+    loop {
+        let ev = wait_for(&mut b, "store event", |ev| match ev {
+            DriverEvent::Machine(NodeEvent::Store(e)) => Some(e),
+            _ => None,
+        })
+        .await;
+        match ev {
+            StoreClientEvent::Page {
+                query,
+                entries,
+                rejected,
+                ..
+            } => {
+                assert_eq!(query, qid);
+                assert_eq!(rejected, 0);
+                assert!(entries.len() <= 2);
+                pages += 1;
+                stored.extend(entries.into_iter().map(|e| e.hash));
+            }
+            StoreClientEvent::Finished {
+                query,
+                result,
+                entries,
+                ..
+            } => {
+                assert_eq!(query, qid);
+                result.unwrap();
+                assert_eq!(entries, 3);
+                break;
+            }
+        }
+    }
+    assert!(pages >= 2, "{pages} pages");
+    // b archived what it relayed too; a's archive holds exactly the three, oldest first.
+    assert_eq!(stored, sent);
+
+    let stats = b.handle().stats().await.unwrap();
+    println!("b stats: {stats:?}");
+    assert_eq!(stats.bad_frames, 0);
+    assert_eq!(stats.dropped_refused, 0);
+
+    // Shutting down a tells b the peer is gone.
+    let a_machine = a.shutdown().await.unwrap();
+    assert!(a_machine.peers().next().is_none());
+    wait_for(&mut b, "disconnected", |ev| match ev {
+        DriverEvent::Disconnected { .. } => Some(()),
+        _ => None,
+    })
+    .await;
+    let b_machine = b.shutdown().await.unwrap();
+    assert!(b_machine.peers().next().is_none());
+}
+
+#[tokio::test]
+async fn relay_and_store_over_tcp() {
+    relay_and_store("/ip4/127.0.0.1/tcp/0").await;
+}
+
+#[tokio::test]
+async fn relay_and_store_over_websocket() {
+    relay_and_store("/ip4/127.0.0.1/tcp/0/ws").await;
+}

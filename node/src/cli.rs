@@ -25,6 +25,12 @@ Examples:
     status-node demo
     status-node demo --seed 7 --quiet
 
+  Run nodes over TCP and chat through them (each `run` prints `listening KEY@ADDR`,
+  the value for --peer; see `status-node run --help` and `status-node chat --help`):
+    status-node run --role bootstrap --listen 127.0.0.1:60000 --data-dir ./boot
+    status-node run --role full --listen 127.0.0.1:60001 --data-dir ./full --peer KEY@127.0.0.1:60000
+    status-node chat --data-dir ./alice --peer KEY@127.0.0.1:60001
+
 A data directory holds the seed phrase in account.phrase (mode 0600, like an SSH
 private key) and the Messenger's state in messenger.db, encrypted with SQLCipher
 under a key derived from the phrase.";

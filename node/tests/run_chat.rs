@@ -447,3 +447,104 @@ fn three_nodes_two_chats_a_crash_and_nothing_acknowledged_lost() {
     drop((boot, full2, carol, dave));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn help_shows_examples_and_commands() {
+    let help = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let top = help(&["--help"]);
+    assert!(top.contains("status-node run --role full"), "{top}");
+    assert!(top.contains("status-node chat --data-dir"), "{top}");
+    let run = help(&["run", "--help"]);
+    for s in [
+        "--role",
+        "--listen",
+        "--peer",
+        "--data-dir",
+        "--node-key",
+        "listening KEY@HOST:PORT",
+    ] {
+        assert!(run.contains(s), "{s} missing from run --help:\n{run}");
+    }
+    let chat = help(&["chat", "--help"]);
+    for s in [
+        "/add <chat key>",
+        "/join <channel>",
+        "/msg",
+        "/quit",
+        "<< [1:1] Sender Words: text",
+    ] {
+        assert!(chat.contains(s), "{s} missing from chat --help:\n{chat}");
+    }
+}
+
+#[test]
+fn bad_arguments_fail_with_a_message() {
+    let dir = std::env::temp_dir().join(format!("status-node-badargs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let fails = |args: &[&str], needle: &str| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {needle:?} not in {err}");
+    };
+    fails(
+        &[
+            "run",
+            "--role",
+            "full",
+            "--listen",
+            "127.0.0.1:0",
+            "--peer",
+            "abcd@127.0.0.1:1",
+        ],
+        "64 hex digits",
+    );
+    fails(&["chat", "--peer", "localhost"], "IP:PORT");
+    // No account in the data directory: a clear error, before any network activity.
+    let empty = dir.join("empty");
+    fails(
+        &[
+            "chat",
+            "--peer",
+            "127.0.0.1:9",
+            "--data-dir",
+            empty.to_str().unwrap(),
+        ],
+        "account",
+    );
+    fails(
+        &[
+            "run",
+            "--role",
+            "light",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            empty.to_str().unwrap(),
+        ],
+        "account",
+    );
+    // A node key file that is not a key.
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad_key = dir.join("bad.key");
+    std::fs::write(&bad_key, "not a key").unwrap();
+    fails(
+        &[
+            "run",
+            "--role",
+            "bootstrap",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.join("boot").to_str().unwrap(),
+            "--node-key",
+            bad_key.to_str().unwrap(),
+        ],
+        "64 hex digits",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -435,7 +435,14 @@ where
     } else {
         None
     };
-    let mut current: Option<ChatId> = None;
+    // The chat of the latest message in the database stays current across restarts.
+    let mut current: Option<ChatId> = history
+        .iter()
+        .max_by_key(|(_, e)| e.message.timestamp_ms)
+        .map(|(c, _)| c.clone());
+    if let Some(c) = &current {
+        out.line(format!("** current chat: {}", label(c)));
+    }
     let mut last_status: Option<Status> = None;
     let mut poll = tokio::time::interval(STATUS_POLL);
     let stop = driver::shutdown_signal();

@@ -394,6 +394,9 @@ fn three_nodes_two_chats_a_crash_and_nothing_acknowledged_lost() {
     bob.wait("the message sent while Bob was offline", |l| l == expect);
     bob.wait("the history fetch", |l| l.starts_with("** history fetched"));
     bob.send(&format!("/msg {alice_key} back online"));
+    bob.wait("the current chat restored", |l| {
+        l == format!("** current chat: 1:1 {alice_words}")
+    });
     let expect = format!("<< [1:1] {bob_words}: back online");
     alice.wait_from(ma, "Bob's message after his restart", |l| l == expect);
 
@@ -403,6 +406,19 @@ fn three_nodes_two_chats_a_crash_and_nothing_acknowledged_lost() {
     let (mut dave, _, _) = chat("dave", &dir, &[&full1_addr]);
     carol.send("/join loopback");
     dave.send("/join loopback");
+    // A light node (`run --role light`) on an account of its own comes up through node 1.
+    let light_data = new_account(&dir, "light");
+    let mut light = Proc::spawn(
+        "light",
+        &dir,
+        &node_args("light", any, &light_data, &[&full1_addr]),
+    );
+    light.wait("the light node's listening line", |l| {
+        l.starts_with("listening ")
+    });
+    light.wait("the light node synced", |l| {
+        l.starts_with("** status") && l.contains("synced=true")
+    });
     let expect = format!("<< [#loopback] {bob_words}: public hello from Bob");
     carol.wait("history from the restarted node's archive", |l| l == expect);
     let expect = format!("<< [#loopback] {alice_words}: public while full2 was down");
@@ -432,6 +448,9 @@ fn three_nodes_two_chats_a_crash_and_nothing_acknowledged_lost() {
     bob.wait("bye", |l| l == "** bye");
     assert!(alice.child.wait().unwrap().success());
     assert!(bob.child.wait().unwrap().success());
+    sigterm(&light.child);
+    assert!(light.child.wait().unwrap().success());
+    light.wait("bye", |l| l == "** bye");
     sigterm(&full1.child);
     assert!(full1.child.wait().unwrap().success());
     let log = std::fs::read_to_string(&full1.stderr).unwrap();

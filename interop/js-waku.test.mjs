@@ -79,8 +79,8 @@ class RsNode {
       from,
     );
     assert.ok(line.startsWith("PUBLISHED "), line);
-    const [, hash, pubsubTopic] = line.split(" ");
-    return { hash, pubsubTopic, text };
+    const [, hash, pubsubTopic, peers] = line.split(" ");
+    return { hash, pubsubTopic, text, peers: Number(peers) };
   }
   stop() {
     this.stopping = true;
@@ -113,6 +113,19 @@ try {
   b = new RsNode("B", ["--dial", tcpAddr, "--seed", "12"]);
   await b.waitLine("B sees A", (l) => l.startsWith("PEER ") && l.includes("/vac/waku/relay/2.0.0"));
   await a.waitLine("A sees B", (l) => l.startsWith("PEER ") && l.includes("/vac/waku/relay/2.0.0"));
+
+  // Relay needs the subscription exchange before a publish reaches A: B publishes warm-up
+  // messages (same shard: autosharding hashes only the application and version) until one goes
+  // to a relay peer and A gets it.
+  for (let i = 0; ; i++) {
+    const w = await b.publish(`/status-rs-interop/1/warmup-${RUN}/proto`, `warm-up ${i}`);
+    if (w.peers >= 1) {
+      await a.waitMsg("A relays the warm-up", (m) => m.hash === w.hash);
+      break;
+    }
+    assert.ok(i < 100, "B never had a relay peer");
+    await new Promise((r) => setTimeout(r, 100));
+  }
 
   // B publishes the history before the light node exists; A archives it from relay.
   const history = [];

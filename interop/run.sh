@@ -30,7 +30,7 @@ fi
 
 echo "== interop 2/2: js-waku light node vs status-rs full nodes"
 start=$SECONDS
-cargo build -j "$jobs" -p transports --features libp2p --example libp2p_node
+cargo build -j "$jobs" -p transports --features interop-gossipsub --example libp2p_node
 (cd interop && npm ci --no-audit --no-fund --loglevel=error)
 if (cd interop && STATUS_NODE_BIN="$target/debug/examples/libp2p_node" \
     timeout 300 node --import ./polyfill.mjs js-waku.test.mjs); then

@@ -130,6 +130,42 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+
+        /// Any sequence of frames reads back as written, each checked against the cap.
+        #[test]
+        fn frames_round_trip(bodies in proptest::collection::vec(
+            proptest::collection::vec(proptest::num::u8::ANY, 0..3000), 0..8), cap in 0usize..4000) {
+            let mut buf = Cursor::new(Vec::new());
+            for b in &bodies {
+                block_on(write_frame(&mut buf, b)).unwrap();
+            }
+            let mut r = Cursor::new(buf.into_inner());
+            for b in &bodies {
+                match block_on(read_frame(&mut r, cap)) {
+                    Ok(Some(got)) => proptest::prop_assert_eq!(&got, b),
+                    Err(FrameIoError::TooLong { len, .. }) => {
+                        proptest::prop_assert!(b.len() > cap);
+                        proptest::prop_assert_eq!(len, b.len() as u64);
+                        return Ok(());
+                    }
+                    other => proptest::prop_assert!(false, "{:?}", other.map(|o| o.map(|v| v.len()))),
+                }
+            }
+            proptest::prop_assert!(block_on(read_frame(&mut r, cap)).unwrap().is_none());
+        }
+
+        /// Arbitrary bytes never panic, and a frame read is never longer than the cap.
+        #[test]
+        fn garbage_is_refused_or_bounded(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512), cap in 0usize..600) {
+            let mut r = Cursor::new(bytes);
+            while let Ok(Some(f)) = block_on(read_frame(&mut r, cap)) {
+                proptest::prop_assert!(f.len() <= cap);
+            }
+        }
+    }
+
     #[test]
     fn truncated_and_bad_prefix() {
         let mut r = Cursor::new(vec![5u8, 1, 2]);

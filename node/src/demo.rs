@@ -1024,6 +1024,7 @@ impl<'o, W: Write> Demo<'o, W> {
             seed,
             now,
         )?;
+        let restarted_at = self.sim.elapsed();
         self.sim.restart(bob, |_| Actor::phone(m))?;
         self.learn_handles();
         self.line("  bob's app starts again from its database and reconnects to its full node")?;
@@ -1056,6 +1057,32 @@ impl<'o, W: Write> Demo<'o, W> {
             .map(|e| e.message.text.clone())
             .collect();
         self.line(format!("  bob's chat with Alice, in clock order: {log:?}"))?;
+        // How many copies of the 1:1 traffic reached Bob after his restart (store answers, filter
+        // pushes of retransmissions): each message still shows once.
+        let negotiated = self
+            .phone(bob)?
+            .negotiated_topic(&alice_key)
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default();
+        let copies: usize = self
+            .events_of(bob)
+            .filter(|r| r.at >= restarted_at)
+            .map(|r| match &r.event {
+                Ev::Wire(Wire {
+                    what: WireWhat::StoreAnswer(ms),
+                    ..
+                }) => ms.iter().filter(|m| m.content_topic == negotiated).count(),
+                Ev::Wire(Wire {
+                    what: WireWhat::FilterPush(m),
+                    ..
+                }) => usize::from(m.content_topic == negotiated),
+                _ => 0,
+            })
+            .sum();
+        let dropped = self.phone(bob)?.stats().waku_duplicates;
+        self.line(format!(
+            "  since his restart Bob received {copies} Waku messages on the negotiated topic (store answers and filter pushes, retransmissions included); his restarted Messenger dropped {dropped} Waku messages (all topics) as copies of ones it had already seen"
+        ))?;
         let equal = after == expected;
         self.line(format!(
             "  check: Bob decrypted {} message(s) while catching up, equal to what Alice sent, each once: {equal}",

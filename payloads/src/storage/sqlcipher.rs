@@ -26,8 +26,10 @@
 //! [`Table::Messages`], which, for a delivered chat message, is the commit that stores it. So
 //! either the message is in the chat log and out of the MVDS queue, or still in the queue and
 //! handed over again on the next start (the Messenger ignores a message it already has, and
-//! group and reaction updates are idempotent). At most [`MAX_HELD_BACK_POPS`] removals wait;
-//! beyond that they are applied at once, as without the pairing.
+//! group and reaction updates are idempotent; an acknowledgement can be reported twice). At
+//! most [`MAX_HELD_BACK_POPS`] removals wait; beyond that they are applied at once, as without
+//! the pairing. Removals still waiting when the storage is dropped are not applied: dropping
+//! cannot tell a clean stop from an abandoned, failed storage.
 //!
 //! # Key
 //!

@@ -1251,7 +1251,7 @@ impl<'o, W: Write> Demo<'o, W> {
             st.dropped(),
             self.sim.elapsed().as_secs_f64()
         ))?;
-        for (who, id) in [("alice", self.alice), ("bob", self.bob)] {
+        for (who, id) in [("alice", self.alice), ("bob (since his restart)", self.bob)] {
             let s = self.phone(id)?.stats().clone();
             self.line(format!(
                 "  {who}: published {} Waku messages, received {} ({} duplicates dropped, {} not for her/him)",

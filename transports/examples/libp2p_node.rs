@@ -18,6 +18,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
+    clippy::disallowed_methods,
     missing_docs
 )]
 
@@ -153,8 +154,8 @@ async fn main() {
                         println!(
                             "MSG {{\"hash\":\"{}\",\"pubsub_topic\":{},\"content_topic\":{},\"payload_hex\":\"{}\",\"timestamp\":{},\"source\":\"{:?}\"}}",
                             hex::encode(hash.as_ref()),
-                            json_str(&pubsub_topic.to_string()),
-                            json_str(&message.content_topic.to_string()),
+                            json_str(pubsub_topic.as_ref()),
+                            json_str(message.content_topic.as_ref()),
                             hex::encode(&message.payload),
                             message.timestamp.unwrap_or(0),
                             source,

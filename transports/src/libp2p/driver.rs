@@ -129,7 +129,8 @@ struct Driver<M: Machine> {
     stats: super::Libp2pStats,
 }
 
-/// The real clock, read only here.
+/// The real clock, read only here (drivers own the clock; the machines never read it).
+#[allow(clippy::disallowed_methods)]
 fn now() -> Now {
     let unix_nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -379,7 +380,7 @@ where
             id,
             Peer {
                 handle,
-                since: Instant::now(),
+                since: now().instant,
                 identified: false,
                 told: false,
                 protocols: Vec::new(),

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use waku_core::lightpush::LightPushClientEvent;
 use waku_core::message::{MessageHash, WakuMessage};
-use waku_core::net::{Machine, Now, PeerId, Transmit};
+use waku_core::net::{FrameKind, Machine, Now, PeerId, Transmit};
 use waku_core::node::{
     BackfillEvent, DisconnectReason, MessageSource, NodeEvent, Published, WakuNode, WakuNodeConfig,
 };
@@ -163,6 +163,16 @@ impl Sim {
                 if !self.linked(from, to) || self.frozen.contains(&to) {
                     continue;
                 }
+                // As the drivers do: a stream frame or request only to a node that serves the
+                // protocol, a response only from one.
+                let server = match t.kind {
+                    FrameKind::Response(_) => from,
+                    FrameKind::Stream | FrameKind::Request(_) => to,
+                };
+                let served = self.nodes[server]
+                    .as_ref()
+                    .is_some_and(|n| n.protocols().contains(&t.protocol));
+                assert!(served, "{t:?} from {from} to {to}: not served");
                 if let Some(n) = self.nodes[to].as_mut() {
                     n.handle_frame(now, PeerId(from as u64), t.protocol, t.kind, &t.bytes);
                 }

@@ -1,7 +1,6 @@
 //! Two status-rs `WakuNode`s over the libp2p driver on loopback (TCP, and WebSocket): identify
 //! tells each what the other serves, a relayed message arrives, and a store query pages through
-//! what the other archived. Also: a raw libp2p peer that floods oversized frames is cut off
-//! without reaching the machine.
+//! what the other archived; shutting one down tells the other.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

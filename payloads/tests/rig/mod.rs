@@ -215,6 +215,8 @@ pub struct Net {
     /// Every Waku message any node relayed or published, as seen on relay frames (topic only).
     pub frames_sent: u64,
     pub frames_lost: u64,
+    /// Frames on a protocol the serving side does not list (dropped, as drivers do).
+    pub frames_refused: u64,
     /// Per node: relay message data it received (to tell what it originated).
     heard: Vec<BTreeSet<Vec<u8>>>,
     /// Per node: (time, content topic) of every Waku message it originated on the relay.
@@ -243,6 +245,7 @@ impl Net {
             events: Vec::new(),
             frames_sent: 0,
             frames_lost: 0,
+            frames_refused: 0,
             heard: Vec::new(),
             originated: Vec::new(),
             carried: Vec::new(),
@@ -428,6 +431,16 @@ impl Net {
                 || !self.online[i]
                 || !self.online.get(to).copied().unwrap_or(false)
             {
+                continue;
+            }
+            // As the drivers do: a stream frame or request only to a node that serves the
+            // protocol, a response only from one.
+            let server = match t.kind {
+                FrameKind::Response(_) => i,
+                FrameKind::Stream | FrameKind::Request(_) => to,
+            };
+            if !self.nodes[server].machine().protos().contains(&t.protocol) {
+                self.frames_refused += 1;
                 continue;
             }
             self.frames_sent += 1;

@@ -1,8 +1,9 @@
 //! `status-node`: the status-rs binary.
 //!
-//! Today it manages accounts (`keygen`, `account show`). The account's encrypted on-disk store
-//! (`account new|restore` with `--data-dir`) arrives with issue 11; `run`, `chat` and the
-//! simulated-network walkthrough arrive with the node composite and the Messenger.
+//! - `demo`: the life of a message on the simulated network, step by step.
+//! - `run`: a full, bootstrap or light node over the TCP transport.
+//! - `chat`: an interactive terminal chat on an account's encrypted data directory.
+//! - `account new|restore|show` and `keygen`: seed phrases, chat keys, data directories.
 #![forbid(unsafe_code)]
 
 mod account;

@@ -2864,3 +2864,6 @@ fn new_uuid(rng: &mut impl Rng) -> String {
         h.get(20..32).unwrap_or_default()
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -158,7 +158,9 @@ fn reactions_and_pending_acks_survive_a_restart() {
     let to_bob = ChatId::OneToOne(bob_key);
     let to_alice = ChatId::OneToOne(alice_key);
     let first = net
-        .with(alice, |m, now| m.send(now, &to_bob, Draft::text("react to me")))
+        .with(alice, |m, now| {
+            m.send(now, &to_bob, Draft::text("react to me"))
+        })
         .unwrap();
     assert!(net.run_until(Duration::from_secs(60), |n| texts(n, bob)
         == ["react to me"]));
@@ -178,7 +180,9 @@ fn reactions_and_pending_acks_survive_a_restart() {
     // Bob goes offline; Alice sends, so the ack is still awaited when she restarts.
     net.set_online(bob, false);
     let pending = net
-        .with(alice, |m, now| m.send(now, &to_bob, Draft::text("ack me later")))
+        .with(alice, |m, now| {
+            m.send(now, &to_bob, Draft::text("ack me later"))
+        })
         .unwrap();
     net.run_for(Duration::from_secs(10));
     let delivered = |n: &Net| {

@@ -147,7 +147,11 @@ fn forged_membership_events_over_an_authenticated_channel_change_nothing() {
     for (i, (from, body)) in attempts.iter().enumerate() {
         let rejected = b.stats().payloads_rejected + b.stats().envelopes_rejected;
         b.on_delivery(now, *from, sync, body);
-        assert_eq!(b.group(&gid).unwrap().state(), &before, "attempt {i} changed the group");
+        assert_eq!(
+            b.group(&gid).unwrap().state(),
+            &before,
+            "attempt {i} changed the group"
+        );
         let changed = std::iter::from_fn(|| b.poll_event())
             .any(|e| matches!(e, MessengerEvent::GroupMembershipChanged { .. }));
         assert!(!changed, "attempt {i} raised a membership change");

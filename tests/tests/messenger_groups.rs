@@ -13,23 +13,11 @@ mod messenger_rig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use messenger_rig::Net;
+use messenger_rig::{Net, received};
 use payloads::MessageId;
 use payloads::messenger::{ChatId, Draft, MessengerConfig, MessengerEvent};
 use transports::memory::NodeId;
 use x3dh::PublicIdentity;
-
-fn received(net: &Net, node: NodeId, chat: &ChatId) -> Vec<(MessageId, PublicIdentity, String)> {
-    net.events(node)
-        .iter()
-        .filter_map(|e| match e {
-            MessengerEvent::MessageReceived { chat: c, entry } if c == chat => {
-                Some((entry.id, entry.sender, entry.message.text.clone()))
-            }
-            _ => None,
-        })
-        .collect()
-}
 
 /// Two full nodes, `n` messengers alternately attached to them.
 pub fn network(seed: u64, n: usize) -> (Net, Vec<NodeId>, Vec<PublicIdentity>) {

@@ -14,23 +14,10 @@ mod messenger_rig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use messenger_rig::Net;
+use messenger_rig::{Net, received};
 use payloads::MessageId;
-use payloads::messenger::{ChatId, Draft, MessengerConfig, MessengerEvent};
-use transports::memory::NodeId;
+use payloads::messenger::{ChatId, Draft, MessengerConfig};
 use x3dh::PublicIdentity;
-
-fn received(net: &Net, node: NodeId, chat: &ChatId) -> Vec<(MessageId, PublicIdentity, String)> {
-    net.events(node)
-        .iter()
-        .filter_map(|e| match e {
-            MessengerEvent::MessageReceived { chat: c, entry } if c == chat => {
-                Some((entry.id, entry.sender, entry.message.text.clone()))
-            }
-            _ => None,
-        })
-        .collect()
-}
 
 #[test]
 fn public_chat_of_ten() {

@@ -449,3 +449,20 @@ impl Net {
         self.sim.now().instant
     }
 }
+
+/// The chat messages `node` received in `chat`, in arrival order: id, verified sender, text.
+pub fn received(
+    net: &Net,
+    node: NodeId,
+    chat: &payloads::messenger::ChatId,
+) -> Vec<(payloads::MessageId, x3dh::PublicIdentity, String)> {
+    net.events(node)
+        .iter()
+        .filter_map(|e| match e {
+            MessengerEvent::MessageReceived { chat: c, entry } if c == chat => {
+                Some((entry.id, entry.sender, entry.message.text.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}

@@ -1,7 +1,8 @@
 // js-waku light node against status-rs full nodes over libp2p (see docs/interop.md).
 //
-// Two status-rs full nodes run as child processes (the `libp2p_node` example of the
-// `transports` crate): A listens on /ws and TCP, B dials A over TCP (relay between them).
+// Two status-rs full nodes run as child processes (`status-node run --transport libp2p
+// --role full --script`, each with its own data directory and SQLite archive): A listens on
+// /ws and TCP, B dials A over TCP (relay between them).
 // A js-waku light node (@waku/sdk, mplex over plain /ws) uses A as its only service node:
 //   1. lightpush: js pushes a message to A; it must reach B over relay (content, topics, hash);
 //   2. filter: js subscribes through A; B publishes; js receives it (content, topics, hash);
@@ -12,13 +13,16 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 import { createLightNode, Protocols, utf8ToBytes, bytesToUtf8 } from "@waku/sdk";
 import { messageHash } from "@waku/core";
 
 const BIN = process.env.STATUS_NODE_BIN;
 if (!BIN) {
-  console.error("set STATUS_NODE_BIN to the libp2p_node example binary");
+  console.error("set STATUS_NODE_BIN to a status-node binary built with --features libp2p");
   process.exit(2);
 }
 const STEP_TIMEOUT = 30_000;
@@ -27,6 +31,11 @@ const CT_PUSH = `/status-rs-interop/1/lightpush-${RUN}/proto`;
 const CT_FILTER = `/status-rs-interop/1/filter-${RUN}/proto`;
 const CT_STORE = `/status-rs-interop/1/store-${RUN}/proto`;
 const hex = (b) => Buffer.from(b).toString("hex");
+const DATA = mkdtempSync(join(tmpdir(), "status-rs-interop-"));
+// Both nodes: The Waku Network's cluster 1, all 8 shards, autosharding over them (as js-waku's
+// networkConfig below).
+const NODE_ARGS = ["run", "--transport", "libp2p", "--role", "full", "--script",
+  "--cluster", "1", "--shard", "0,1,2,3,4,5,6,7", "--autoshard", "8"];
 
 /** A status-rs node process and the lines it printed. */
 class RsNode {
@@ -34,7 +43,11 @@ class RsNode {
     this.name = name;
     this.lines = [];
     this.waiters = [];
-    this.proc = spawn(BIN, args, { stdio: ["pipe", "pipe", "inherit"] });
+    const dataDir = join(DATA, name);
+    this.proc = spawn(BIN, [...NODE_ARGS, "--data-dir", dataDir, ...args], {
+      stdio: ["pipe", "pipe", "inherit"],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
+    });
     this.proc.on("exit", (code, signal) => {
       if (!this.stopping) console.error(`[${name}] exited: ${code ?? signal}`);
     });
@@ -65,26 +78,38 @@ class RsNode {
       check();
     });
   }
-  waitMsg(what, pred) {
-    return this.waitLine(what, (l) => l.startsWith("MSG ") && pred(JSON.parse(l.slice(4)))).then(
-      ([l]) => JSON.parse(l.slice(4)),
+  /** Waits for an event line `<kind> {json}` whose object `pred` accepts; returns the object. */
+  waitEvent(kind, what, pred = () => true, from = 0) {
+    const prefix = `${kind} `;
+    return this.waitLine(what, (l) => l.startsWith(prefix) && pred(JSON.parse(l.slice(prefix.length))), from).then(
+      ([l]) => JSON.parse(l.slice(prefix.length)),
     );
+  }
+  waitMsg(what, pred) {
+    return this.waitEvent("message", what, pred);
+  }
+  listening() {
+    return this.lines.filter((l) => l.startsWith("listening ")).map((l) => l.slice("listening ".length));
   }
   async publish(contentTopic, text) {
     const from = this.lines.length;
     this.proc.stdin.write(`publish ${contentTopic} ${hex(utf8ToBytes(text))}\n`);
     const [line] = await this.waitLine(
-      "PUBLISHED",
-      (l) => l.startsWith("PUBLISHED ") || l.startsWith("ERROR "),
+      "published",
+      (l) => l.startsWith("published ") || l.startsWith("error "),
       from,
     );
-    assert.ok(line.startsWith("PUBLISHED "), line);
-    const [, hash, pubsubTopic, peers] = line.split(" ");
-    return { hash, pubsubTopic, text, peers: Number(peers) };
+    assert.ok(line.startsWith("published "), line);
+    const p = JSON.parse(line.slice("published ".length));
+    return { hash: p.hash, pubsubTopic: p.pubsub_topic, text, peers: p.peers };
   }
+  /** SIGTERM, then resolves once the process has exited (it flushes its archive first). */
   stop() {
     this.stopping = true;
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return Promise.resolve();
+    const exited = new Promise((r) => this.proc.once("exit", r));
     this.proc.kill("SIGTERM");
+    return Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
   }
 }
 
@@ -101,18 +126,22 @@ async function step(name, fn) {
   }
 }
 
-const a = new RsNode("A", ["--listen", "/ip4/127.0.0.1/tcp/0/ws", "--listen", "/ip4/127.0.0.1/tcp/0", "--seed", "11"]);
+const RELAY = "/vac/waku/relay/2.0.0";
+const a = new RsNode("A", ["--listen", "/ip4/127.0.0.1/tcp/0/ws", "--listen", "/ip4/127.0.0.1/tcp/0"]);
 let waku;
 let b;
 try {
-  await a.waitLine("two listen addresses", () => a.lines.filter((l) => l.startsWith("LISTEN ")).length >= 2);
-  const addrs = a.lines.filter((l) => l.startsWith("LISTEN ")).map((l) => l.slice(7));
+  await a.waitLine("two listening addresses", () => a.listening().length >= 2);
+  const addrs = a.listening();
   const wsAddr = addrs.find((x) => x.includes("/ws/"));
   const tcpAddr = addrs.find((x) => !x.includes("/ws/"));
+  assert.match(wsAddr, /\/p2p\/12D3KooW/, "listening addresses end in /p2p/<peer id>");
   console.log(`status-rs A: ${wsAddr}`);
-  b = new RsNode("B", ["--dial", tcpAddr, "--seed", "12"]);
-  await b.waitLine("B sees A", (l) => l.startsWith("PEER ") && l.includes("/vac/waku/relay/2.0.0"));
-  await a.waitLine("A sees B", (l) => l.startsWith("PEER ") && l.includes("/vac/waku/relay/2.0.0"));
+  b = new RsNode("B", ["--listen", "/ip4/127.0.0.1/tcp/0", "--peer", tcpAddr]);
+  const aId = wsAddr.split("/p2p/")[1];
+  const seenA = await b.waitEvent("peer-up", "B sees A", (p) => p.protocols.includes(RELAY));
+  assert.equal(seenA.peer, aId, "B's peer is A's peer id");
+  await a.waitEvent("peer-up", "A sees B", (p) => p.protocols.includes(RELAY));
 
   // Relay needs the subscription exchange before a publish reaches A: B publishes warm-up
   // messages (same shard: autosharding hashes only the application and version) until one goes
@@ -143,7 +172,7 @@ try {
   });
   await waku.start();
   await waku.waitForPeers([Protocols.LightPush, Protocols.Filter, Protocols.Store], STEP_TIMEOUT);
-  await a.waitLine("A sees js-waku", (l) => l.startsWith("PEER ") && l.includes("js-waku"));
+  await a.waitEvent("peer-up", "A sees js-waku", (p) => p.agent.includes("js-waku"));
   console.log("js-waku light node connected to status-rs A");
 
   await step("lightpush: js-waku -> status-rs A -> relay -> status-rs B", async () => {
@@ -205,8 +234,8 @@ try {
   console.log(`FAIL setup: ${e?.stack ?? e}`);
 } finally {
   if (waku) await waku.stop().catch(() => {});
-  a.stop();
-  b?.stop();
+  await Promise.all([a.stop(), b?.stop()]);
+  rmSync(DATA, { recursive: true, force: true });
 }
 const failed = results.filter(([, r]) => r !== "ok");
 console.log(`${results.length - failed.length} passed, ${failed.length} failed`);

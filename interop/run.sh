@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The interop suites of status-rs's libp2p transport (docs/interop.md):
 #   1. rust-libp2p gossipsub <-> status-rs relay   (cargo test, feature interop-gossipsub)
-#   2. js-waku light node    <-> status-rs full nodes (Node >= 20, pinned @waku/* from npm)
+#   2. js-waku light node    <-> status-node full nodes over libp2p (Node >= 20, pinned @waku/* from npm)
 # Installs what it needs (the npm packages from package-lock.json), builds, runs both.
 # Exit code 0 only if both pass. CARGO_TARGET_DIR is honoured; -j defaults to 2.
 set -euo pipefail
@@ -30,9 +30,9 @@ fi
 
 echo "== interop 2/2: js-waku light node vs status-rs full nodes"
 start=$SECONDS
-cargo build -j "$jobs" -p transports --features interop-gossipsub --example libp2p_node
+cargo build -j "$jobs" -p node --features libp2p
 (cd interop && npm ci --no-audit --no-fund --loglevel=error)
-if (cd interop && STATUS_NODE_BIN="$target/debug/examples/libp2p_node" \
+if (cd interop && STATUS_NODE_BIN="$target/debug/status-node" \
     timeout 300 node --import ./polyfill.mjs js-waku.test.mjs); then
     echo "== interop 2/2: passed ($((SECONDS - start)) s)"
 else

@@ -1,5 +1,5 @@
-//! `status-node chat` (and `run --role light`): a Messenger on the TCP transport, driven from a
-//! terminal or a pipe.
+//! `status-node chat` (and `run --role light`): a Messenger on the TCP or libp2p transport
+//! ([`crate::net`]), driven from a terminal or a pipe.
 //!
 //! The Messenger is a light node: it dials the `--peer` full nodes, sends through lightpush and
 //! receives through filter, and on start fetches what it missed from their stores. Commands are
@@ -19,7 +19,6 @@
 //! | `!! …` | a command failed |
 
 use std::io::{self, BufRead, Read, Write};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,11 +32,11 @@ use payloads::verification::pseudonym;
 use qrcode::QrCode;
 use qrcode::render::unicode::Dense1x2;
 use tokio::sync::mpsc;
-use transports::tcp::{self, DriverEvent, NodeKey, TcpError, TcpHandle};
 use x3dh::PublicIdentity;
 
-use crate::cli::{ChatArgs, RunArgs};
-use crate::driver::{self, PeerAddr};
+use crate::cli::{ChatArgs, RunArgs, Transport};
+use crate::driver;
+use crate::net::{self, ListenAddr, NetConfig, NetError, NetEvent, NetHandle, PeerArg};
 
 /// The command summary printed by `/help` (and in `status-node chat --help`).
 pub(crate) const HELP: &str = "\
@@ -79,7 +78,7 @@ pub(crate) enum ChatError {
     Open(#[from] OpenError),
     /// The transport failed to start or stopped.
     #[error("transport: {0}")]
-    Transport(#[from] TcpError),
+    Transport(#[from] NetError),
     /// The OS random source failed.
     #[error("the operating system's random source failed: {0}")]
     Randomness(String),
@@ -91,8 +90,9 @@ pub(crate) enum ChatError {
 /// What a session needs besides the Messenger.
 #[derive(Debug, Clone)]
 struct Options {
-    peers: Vec<PeerAddr>,
-    listen: Option<SocketAddr>,
+    transport: Transport,
+    peers: Vec<PeerArg>,
+    listen: Vec<ListenAddr>,
     interactive: bool,
     qr: bool,
 }
@@ -103,8 +103,9 @@ pub(crate) fn chat(args: &ChatArgs) -> Result<(), ChatError> {
         driver::init_logging();
     }
     let opts = Options {
+        transport: args.transport,
         peers: args.peers.clone(),
-        listen: None,
+        listen: Vec::new(),
         interactive: true,
         qr: !args.no_qr,
     };
@@ -114,8 +115,9 @@ pub(crate) fn chat(args: &ChatArgs) -> Result<(), ChatError> {
 /// `status-node run --role light`: the same Messenger without a prompt; it logs what arrives.
 pub(crate) fn run_light(args: &RunArgs) -> Result<(), ChatError> {
     let opts = Options {
+        transport: args.transport,
         peers: args.peers.clone(),
-        listen: Some(args.listen),
+        listen: args.listen.clone(),
         interactive: false,
         qr: false,
     };
@@ -410,19 +412,16 @@ where
             entry_text(e)
         ));
     }
-    let mut rng = driver::os_rng().map_err(ChatError::Randomness)?;
-    let key = NodeKey::generate(&mut rng);
-    let cfg =
-        crate::run::tcp_config(key, opts.listen, &opts.peers).map_err(ChatError::Randomness)?;
-    let mut node = tcp::start(cfg, messenger).await?;
-    if let Some(addr) = node.local_addr() {
-        out.line(format!(
-            "listening {}",
-            PeerAddr {
-                key: Some(node.public_key()),
-                addr
-            }
-        ));
+    // A light node needs no lasting transport identity: a fresh key per session.
+    let cfg = NetConfig {
+        transport: opts.transport,
+        listen: opts.listen.clone(),
+        peers: opts.peers.clone(),
+        secret: None,
+    };
+    let mut node = net::start(cfg, messenger).await?;
+    for a in node.addresses() {
+        out.line(format!("listening {a}"));
     }
     tracing::info!(peers = opts.peers.len(), "messenger started");
     out.line(format!(
@@ -499,7 +498,7 @@ async fn next_line(
 }
 
 async fn command<S, M>(
-    handle: &TcpHandle<Messenger<S, M>>,
+    handle: &NetHandle<Messenger<S, M>>,
     out: &Out,
     current: &mut Option<ChatId>,
     input: Input,
@@ -509,7 +508,7 @@ async fn command<S, M>(
     M: mvds::SyncStore<PeerKey> + Send + 'static,
 {
     type Msgr<S, M> = Messenger<S, M>;
-    let result: Result<Vec<String>, TcpError> = match input {
+    let result: Result<Vec<String>, NetError> = match input {
         Input::Nothing | Input::Quit => Ok(vec![]),
         Input::Help => Ok(HELP.lines().map(str::to_owned).collect()),
         Input::Add(key) => {
@@ -630,10 +629,10 @@ async fn command<S, M>(
 }
 
 async fn send<S, M>(
-    handle: &TcpHandle<Messenger<S, M>>,
+    handle: &NetHandle<Messenger<S, M>>,
     chat: ChatId,
     text: String,
-) -> Result<Vec<String>, TcpError>
+) -> Result<Vec<String>, NetError>
 where
     S: Storage + Send + 'static,
     M: mvds::SyncStore<PeerKey> + Send + 'static,
@@ -648,23 +647,17 @@ where
         .await
 }
 
-fn print_event(out: &Out, e: DriverEvent<MessengerEvent>, me: &PublicIdentity) {
+fn print_event(out: &Out, e: NetEvent<MessengerEvent>, me: &PublicIdentity) {
     let line = match e {
-        DriverEvent::Connected(info) => format!(
-            "** connected to {}",
-            PeerAddr {
-                key: Some(info.key),
-                addr: info.addr
-            }
-        ),
-        DriverEvent::Disconnected { key, reason, .. } => {
-            format!("** disconnected from {} ({reason:?})", driver::hex(&key))
+        NetEvent::PeerUp { peer, .. } => format!("** connected to {peer}"),
+        NetEvent::PeerDown { peer, reason } => {
+            format!("** disconnected from {peer} ({reason})")
         }
-        DriverEvent::ConnectFailed { addr, error, .. } => {
-            tracing::debug!(%addr, %error, "dial failed");
+        NetEvent::DialFailed { target, error } => {
+            tracing::debug!(%target, %error, "dial failed");
             return;
         }
-        DriverEvent::Machine(e) => match e {
+        NetEvent::Machine(e) => match e {
             MessengerEvent::MessageReceived { chat, entry } => {
                 if entry.outgoing || entry.sender == *me {
                     return;
@@ -711,7 +704,6 @@ fn print_event(out: &Out, e: DriverEvent<MessengerEvent>, me: &PublicIdentity) {
             }
             _ => return,
         },
-        _ => return,
     };
     tracing::debug!("{line}");
     out.line(line);

@@ -229,47 +229,83 @@ pub(crate) enum Role {
     Bootstrap,
 }
 
+/// Which transport `run` and `chat` use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Transport {
+    /// The devp2p-style TCP transport (Noise XX, node keys as `KEY@IP:PORT`).
+    Tcp,
+    /// libp2p (TCP or WebSocket, Noise, yamux or mplex), the transport of nwaku, go-waku and
+    /// js-waku: addresses are multiaddrs. Needs a build with the `libp2p` feature.
+    Libp2p,
+}
+
 /// Arguments of `run`.
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// What the node does.
     #[arg(long, value_enum)]
     pub(crate) role: Role,
-    /// Where to accept connections (`IP:PORT`; port 0 picks a free one).
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) listen: std::net::SocketAddr,
-    /// A peer to keep connected, `KEY@IP:PORT` (as printed by its `listening` line) or
-    /// `IP:PORT` (any key); redialled whenever down. Repeat for several.
+    /// The transport.
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub(crate) transport: Transport,
+    /// Where to accept connections: `IP:PORT` (port 0 picks a free one) or, with libp2p, a
+    /// multiaddr such as `/ip4/0.0.0.0/tcp/60000` or `/ip4/0.0.0.0/tcp/8000/ws`. libp2p takes
+    /// several (repeat the option).
+    #[arg(long, value_name = "ADDR", required = true)]
+    pub(crate) listen: Vec<crate::net::ListenAddr>,
+    /// A peer to keep connected, redialled whenever down: `KEY@IP:PORT` (as printed by its
+    /// `listening` line) or `IP:PORT` (any key) with TCP, a multiaddr ending in
+    /// `/p2p/<peer id>` with libp2p. Repeat for several.
     #[arg(long = "peer", value_name = "ADDR")]
-    pub(crate) peers: Vec<crate::driver::PeerAddr>,
+    pub(crate) peers: Vec<crate::net::PeerArg>,
     /// Directory of the node's files (node key, archive, account); created if missing.
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// The node key file (64 hex digits; created if missing). Default: node.key in the data
-    /// directory.
+    /// The node key file (64 hex digits; created if missing). Default: node.key (TCP) or
+    /// libp2p.key (libp2p) in the data directory.
     #[arg(long, value_name = "FILE")]
     pub(crate) node_key: Option<PathBuf>,
     /// The light role's account from a seed phrase file instead of the data directory
     /// (nothing is kept on disk then).
     #[arg(long, value_name = "FILE")]
     pub(crate) phrase_file: Option<PathBuf>,
-    /// The cluster id (16: the Status cluster).
+    /// The cluster id (16: the Status cluster; 1: The Waku Network).
     #[arg(long, default_value_t = 16)]
     pub(crate) cluster: u16,
-    /// The shard relayed and stored (32: the Status default shard, the one chats use).
-    #[arg(long, default_value_t = 32)]
-    pub(crate) shard: u16,
+    /// The shards relayed and stored, comma-separated or repeated (32: the Status default
+    /// shard, the one chats use).
+    #[arg(
+        long = "shard",
+        value_name = "SHARD",
+        value_delimiter = ',',
+        default_value = "32"
+    )]
+    pub(crate) shards: Vec<u16>,
+    /// Autosharding: the number of shards in the cluster (8 on The Waku Network), for
+    /// lightpushes that name no pubsub topic and for `publish` in --script mode. Off by
+    /// default.
+    #[arg(long, value_name = "N")]
+    pub(crate) autoshard: Option<u16>,
     /// Seconds between two statistics lines in the log.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub(crate) stats_interval: u64,
+    /// Machine-readable mode for scripts and tests (full and bootstrap roles): every message
+    /// the node receives and every peer change is a line on standard output, and standard
+    /// input takes commands (`publish`, `stats`, `quit`). See `status-node run --help`.
+    #[arg(long)]
+    pub(crate) script: bool,
 }
 
 /// Arguments of `chat`.
 #[derive(Debug, Args)]
 pub(crate) struct ChatArgs {
-    /// A full node to use, `KEY@IP:PORT` or `IP:PORT`; repeat for several.
+    /// A full node to use: `KEY@IP:PORT` or `IP:PORT` with TCP, a multiaddr ending in
+    /// `/p2p/<peer id>` with libp2p; repeat for several.
     #[arg(long = "peer", value_name = "ADDR", required = true)]
-    pub(crate) peers: Vec<crate::driver::PeerAddr>,
+    pub(crate) peers: Vec<crate::net::PeerArg>,
+    /// The transport (the full nodes' transport).
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub(crate) transport: Transport,
     /// Directory of the account (`status-node account new|restore`) and its encrypted
     /// database; the default is the one `account new` uses.
     #[arg(long, value_name = "DIR")]

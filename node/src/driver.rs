@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use rand::SeedableRng;
 use rand::rngs::SysRng;
 use rand_chacha::ChaCha20Rng;
-use transports::tcp::{NodeKey, StaticPeer};
+use transports::tcp::StaticPeer;
 use waku_core::net::Now;
 use zeroize::Zeroizing;
 
@@ -124,10 +124,13 @@ pub(crate) enum NodeKeyError {
     Randomness(String),
 }
 
-/// Loads the node key from `path`, creating it (owner-only permissions, parent directories
-/// included) from OS randomness when the file does not exist. Returns the key and whether it
-/// was created.
-pub(crate) fn load_or_create_node_key(path: &Path) -> Result<(NodeKey, bool), NodeKeyError> {
+/// Loads 32 secret bytes kept as 64 hex digits in `path`, or creates the file (owner-only
+/// permissions, parent directories included) from OS randomness when it does not exist. Any 32
+/// bytes are a valid X25519 node key and a valid Ed25519 seed (the libp2p identity). Returns the
+/// bytes and whether the file was created.
+pub(crate) fn load_or_create_secret(
+    path: &Path,
+) -> Result<(Zeroizing<[u8; 32]>, bool), NodeKeyError> {
     let io_err = |source| NodeKeyError::Io {
         path: path.to_path_buf(),
         source,
@@ -143,18 +146,22 @@ pub(crate) fn load_or_create_node_key(path: &Path) -> Result<(NodeKey, bool), No
             let bytes = parse_key_hex(text.trim()).ok_or_else(|| NodeKeyError::Malformed {
                 path: path.to_path_buf(),
             })?;
-            let bytes = Zeroizing::new(bytes);
-            Ok((NodeKey::from_bytes(*bytes), false))
+            Ok((Zeroizing::new(bytes), false))
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let mut rng = os_rng().map_err(NodeKeyError::Randomness)?;
-            let key = NodeKey::generate(&mut rng);
+            let mut secret = Zeroizing::new([0u8; 32]);
+            {
+                use rand::Rng;
+                os_rng()
+                    .map_err(NodeKeyError::Randomness)?
+                    .fill_bytes(secret.as_mut());
+            }
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 fs::create_dir_all(parent).map_err(io_err)?;
             }
-            let text = Zeroizing::new(format!("{}\n", hex(key.to_secret_bytes().as_ref())));
+            let text = Zeroizing::new(format!("{}\n", hex(secret.as_ref())));
             write_private(path, text.as_bytes()).map_err(io_err)?;
-            Ok((key, true))
+            Ok((secret, true))
         }
         Err(e) => Err(io_err(e)),
     }
@@ -276,14 +283,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("status-node-key-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let path = dir.join("sub").join("node.key");
-        let (a, created) = load_or_create_node_key(&path).unwrap();
+        let (a, created) = load_or_create_secret(&path).unwrap();
         assert!(created);
-        let (b, created) = load_or_create_node_key(&path).unwrap();
+        let (b, created) = load_or_create_secret(&path).unwrap();
         assert!(!created);
-        assert_eq!(a.public(), b.public());
+        assert_eq!(*a, *b);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
         fs::write(&path, "not a key").unwrap();
         assert!(matches!(
-            load_or_create_node_key(&path),
+            load_or_create_secret(&path),
             Err(NodeKeyError::Malformed { .. })
         ));
         let _ = fs::remove_dir_all(&dir);

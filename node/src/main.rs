@@ -1,7 +1,7 @@
 //! `status-node`: the status-rs binary.
 //!
 //! - `demo`: the life of a message on the simulated network, step by step.
-//! - `run`: a full, bootstrap or light node over the TCP transport.
+//! - `run`: a full, bootstrap or light node over the TCP transport or (feature `libp2p`) libp2p.
 //! - `chat`: an interactive terminal chat on an account's encrypted data directory.
 //! - `account new|restore|show` and `keygen`: seed phrases, chat keys, data directories.
 #![forbid(unsafe_code)]
@@ -11,6 +11,7 @@ mod chat;
 mod cli;
 mod demo;
 mod driver;
+mod net;
 mod run;
 
 use std::process::ExitCode;

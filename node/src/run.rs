@@ -1,13 +1,15 @@
-//! `status-node run`: one Waku node over the TCP transport until Ctrl-C or SIGTERM.
+//! `status-node run`: one Waku node over the TCP or libp2p transport ([`crate::net`]) until
+//! Ctrl-C or SIGTERM.
 //!
 //! | role | machine | on disk (in `--data-dir`) |
 //! |---|---|---|
-//! | `full` | a `WakuNode` that relays, stores, serves filter, lightpush and peer exchange | `node.key`, `archive.sqlite3` |
-//! | `bootstrap` | a `WakuNode` that relays and serves peer exchange | `node.key` |
+//! | `full` | a `WakuNode` that relays, stores, serves filter, lightpush and peer exchange | the node key, `archive.sqlite3` |
+//! | `bootstrap` | a `WakuNode` that relays and serves peer exchange | the node key |
 //! | `light` | a Messenger on the account in the data dir (see [`crate::chat`]) | the account |
 //!
-//! The node prints the string a peer passes to `--peer` on one line of standard output,
-//! `listening KEY@HOST:PORT`, and logs to standard error (`RUST_LOG` filter, default `info`):
+//! The node prints what a peer passes to `--peer` on standard output, one `listening …` line
+//! per address (`KEY@HOST:PORT` with TCP, a multiaddr ending in `/p2p/<peer id>` with libp2p),
+//! and logs to standard error (`RUST_LOG` filter, default `info`):
 //! the listening address and node key, peers up and down, and every
 //! [`RunArgs::stats_interval`](crate::cli::RunArgs::stats_interval) seconds the peer count and
 //! the messages relayed and archived.
@@ -16,30 +18,35 @@
 //! it (batch size 1, SQLite in WAL mode synced at every commit), so a message a client saw
 //! acknowledged survives a crash of the node. On Ctrl-C or SIGTERM it stops the driver (every
 //! peer is told), flushes the archive and closes it.
+//!
+//! With `--script` the node is also driven through its standard streams ([`script`]), for
+//! test harnesses such as the js-waku interop test.
+
+mod script;
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use transports::tcp::{self, DriverEvent, TcpConfig, TcpError, TcpNode};
 use waku_core::node::{NodeError, NodeEvent, WakuNode, WakuNodeConfig};
 use waku_core::roles::{Capabilities, Capability};
 use waku_core::store::{MessageStore, SqliteStore, SqliteStoreConfig, StoreError};
 use waku_core::topic::{PubsubTopic, PubsubTopicError};
 
-use crate::cli::{Role, RunArgs};
-use crate::driver::{self, NodeKeyError, PeerAddr};
+use crate::cli::{Role, RunArgs, Transport};
+use crate::driver::{self, NodeKeyError};
+use crate::net::{self, Net, NetConfig, NetError, NetEvent};
 
-/// The node key's file name in the data directory.
+/// The TCP node key's file name in the data directory.
 pub(crate) const NODE_KEY_FILE: &str = "node.key";
+
+/// The libp2p identity's file name in the data directory (an Ed25519 seed, kept apart from the
+/// TCP key so one secret never serves two schemes).
+pub(crate) const LIBP2P_KEY_FILE: &str = "libp2p.key";
 
 /// The archive's file name in a full node's data directory.
 pub(crate) const ARCHIVE_FILE: &str = "archive.sqlite3";
-
-/// Longest wait between two redials of a `--peer` that is down: short, so a restarted peer is
-/// found again within seconds.
-pub(crate) const REDIAL_MAX: Duration = Duration::from_secs(5);
 
 /// Why `run` failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +79,7 @@ pub(crate) enum RunError {
     Node(#[from] NodeError),
     /// The transport failed to start or stopped.
     #[error("transport: {0}")]
-    Transport(#[from] TcpError),
+    Transport(#[from] NetError),
     /// The OS random source failed.
     #[error("the operating system's random source failed: {0}")]
     Randomness(String),
@@ -101,18 +108,18 @@ pub(crate) fn data_dir(given: Option<&PathBuf>) -> PathBuf {
         .unwrap_or_else(crate::account::default_data_dir)
 }
 
-/// The TCP settings shared by `run` and `chat`.
-pub(crate) fn tcp_config(
-    key: transports::tcp::NodeKey,
-    listen: Option<std::net::SocketAddr>,
-    peers: &[PeerAddr],
-) -> Result<TcpConfig, String> {
-    let mut cfg = TcpConfig::new(key, driver::os_seed()?);
-    cfg.listen = listen;
-    cfg.static_peers = peers.iter().map(|p| p.to_static_peer()).collect();
-    cfg.backoff_max = REDIAL_MAX;
-    cfg.client = concat!("status-node/", env!("CARGO_PKG_VERSION")).to_owned();
-    Ok(cfg)
+/// The node key file of `args`: `--node-key`, else the transport's file in `dir`.
+pub(crate) fn node_key_path(
+    args_key: Option<&PathBuf>,
+    dir: &std::path::Path,
+    t: Transport,
+) -> PathBuf {
+    args_key.cloned().unwrap_or_else(|| {
+        dir.join(match t {
+            Transport::Tcp => NODE_KEY_FILE,
+            Transport::Libp2p => LIBP2P_KEY_FILE,
+        })
+    })
 }
 
 async fn run_service(args: &RunArgs) -> Result<(), RunError> {
@@ -121,11 +128,8 @@ async fn run_service(args: &RunArgs) -> Result<(), RunError> {
         path: dir.clone(),
         source,
     })?;
-    let key_path = args
-        .node_key
-        .clone()
-        .unwrap_or_else(|| dir.join(NODE_KEY_FILE));
-    let (key, created) = driver::load_or_create_node_key(&key_path)?;
+    let key_path = node_key_path(args.node_key.as_ref(), &dir, args.transport);
+    let (secret, created) = driver::load_or_create_secret(&key_path)?;
     if created {
         tracing::info!(file = %key_path.display(), "created a new node key");
     }
@@ -140,56 +144,83 @@ async fn run_service(args: &RunArgs) -> Result<(), RunError> {
         // A bootstrap node relays too, so the full nodes that dial it form one mesh.
         Role::Bootstrap | Role::Light => (Capabilities::BOOTSTRAP.with(Capability::Relay), None),
     };
-    let mut cfg = WakuNodeConfig::new(caps, args.cluster, vec![args.shard]);
+    let mut cfg = WakuNodeConfig::new(caps, args.cluster, args.shards.clone());
+    cfg.autoshard_shards = args.autoshard;
     // Each message is on disk before the lightpush that brought it is answered.
     cfg.store.batch_size = 1;
     let seed = driver::os_seed().map_err(RunError::Randomness)?;
     let mut node = WakuNode::new(cfg, archive, seed, now)?;
     if caps.contains(Capability::Receive) {
-        // Deliver every message of the shard to the driver loop, which counts them.
-        node.subscribe(
-            now,
-            PubsubTopic::static_shard(args.cluster, args.shard)?,
-            vec![],
-        )?;
+        // Deliver every message of the shards to the driver loop, which counts them.
+        for shard in &args.shards {
+            node.subscribe(
+                now,
+                PubsubTopic::static_shard(args.cluster, *shard)?,
+                vec![],
+            )?;
+        }
     }
-    let tcp_cfg = tcp_config(key, Some(args.listen), &args.peers).map_err(RunError::Randomness)?;
-    let mut tcp = tcp::start(tcp_cfg, node).await?;
-    let me = PeerAddr {
-        key: Some(tcp.public_key()),
-        addr: tcp.local_addr().unwrap_or(args.listen),
+    let net_cfg = NetConfig {
+        transport: args.transport,
+        listen: args.listen.clone(),
+        peers: args.peers.clone(),
+        secret: Some(secret),
     };
+    let mut net = net::start(net_cfg, node).await?;
+    let addresses = net.addresses();
     {
         let mut out = io::stdout().lock();
-        writeln!(out, "listening {me}")?;
+        for a in &addresses {
+            writeln!(out, "listening {a}")?;
+        }
         out.flush()?;
     }
     tracing::info!(
         role = ?args.role,
+        transport = ?args.transport,
         capabilities = %caps,
-        address = %me.addr,
-        node_key = %driver::hex(&me.key.unwrap_or_default()),
-        "node started; peers dial it with --peer {me}"
+        identity = %net.identity(),
+        "node started; peers dial it with --peer {}",
+        addresses.first().map_or("(not listening)", String::as_str)
     );
+    let mut script = args
+        .script
+        .then(|| script::Script::new(args.cluster, args.autoshard));
     let mut counts = Counts::default();
     let mut ticker = tokio::time::interval(Duration::from_secs(args.stats_interval.max(1)));
     ticker.tick().await;
     let stop = driver::shutdown_signal();
     tokio::pin!(stop);
+    let handle = net.handle();
     loop {
         tokio::select! {
             () = &mut stop => break,
-            e = tcp.next_event() => match e {
-                Some(e) => on_event(&tcp, e, &mut counts).await,
+            e = net.next_event() => match e {
+                Some(e) => {
+                    if let Some(s) = &script {
+                        s.print_event(&e);
+                    }
+                    on_event(&handle, e, &mut counts).await;
+                }
                 None => {
                     tracing::error!("the driver stopped");
                     break;
                 }
             },
-            _ = ticker.tick() => log_stats(&tcp, &counts).await,
+            line = script::next_line(&mut script) => match line {
+                Some(line) => {
+                    if let Some(s) = &script
+                        && s.command(&handle, &line).await == script::Flow::Quit
+                    {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            _ = ticker.tick() => log_stats(&handle, &counts).await,
         }
     }
-    shutdown(tcp).await
+    shutdown(net).await
 }
 
 /// What the loop counted.
@@ -199,58 +230,57 @@ struct Counts {
     peers: usize,
 }
 
-async fn on_event(tcp: &TcpNode<WakuNode>, e: DriverEvent<NodeEvent>, counts: &mut Counts) {
+async fn on_event(handle: &net::NetHandle<WakuNode>, e: NetEvent<NodeEvent>, counts: &mut Counts) {
     match e {
-        DriverEvent::Connected(info) => {
+        NetEvent::PeerUp {
+            peer,
+            agent,
+            protocols,
+        } => {
             counts.peers += 1;
-            tracing::info!(
-                peer = %PeerAddr { key: Some(info.key), addr: info.addr },
-                outbound = info.outbound,
-                client = %info.client,
-                protocols = info.protocols.len(),
-                "peer up"
-            );
+            tracing::info!(%peer, %agent, protocols = protocols.len(), "peer up");
         }
-        DriverEvent::Disconnected {
-            key,
-            reason,
-            by_remote,
-            ..
-        } => {
+        NetEvent::PeerDown { peer, reason } => {
             counts.peers = counts.peers.saturating_sub(1);
-            tracing::info!(key = %driver::hex(&key), ?reason, by_remote, "peer down");
+            tracing::info!(%peer, %reason, "peer down");
         }
-        DriverEvent::ConnectFailed {
-            addr,
-            outbound,
-            error,
-        } => {
-            tracing::debug!(%addr, outbound, %error, "connection failed");
+        NetEvent::DialFailed { target, error } => {
+            tracing::debug!(%target, %error, "connection failed");
         }
-        DriverEvent::Machine(NodeEvent::Message { .. }) => counts.delivered += 1,
-        DriverEvent::Machine(NodeEvent::DisconnectPeer { peer, reason }) => {
+        NetEvent::Machine(NodeEvent::Message { .. }) => counts.delivered += 1,
+        NetEvent::Machine(NodeEvent::DisconnectPeer { peer, reason }) => {
             tracing::info!(%peer, ?reason, "disconnecting a peer");
-            let _ = tcp.handle().disconnect(peer).await;
+            let _ = handle.disconnect(peer).await;
         }
-        DriverEvent::Machine(NodeEvent::Archive(e)) => tracing::warn!(?e, "archive"),
-        DriverEvent::Machine(e) => tracing::debug!(?e, "node event"),
-        _ => {}
+        NetEvent::Machine(NodeEvent::Archive(e)) => tracing::warn!(?e, "archive"),
+        NetEvent::Machine(e) => tracing::debug!(?e, "node event"),
     }
 }
 
-async fn log_stats(tcp: &TcpNode<WakuNode>, counts: &Counts) {
-    let snapshot = tcp
-        .handle()
+/// The figures of a stats line: messages relayed, and for a store node (archived, queries
+/// served, messages stored).
+pub(crate) async fn snapshot(
+    handle: &net::NetHandle<WakuNode>,
+) -> Option<(u64, Option<(u64, u64, u64)>)> {
+    handle
         .call(|n: &mut WakuNode, _| {
             let relayed = n.relay().map_or(0, |r| r.stats().messages_accepted);
             let store = n.store_server_mut().map(|s| {
                 let stats = s.stats();
-                (stats.archived, stats.queries_served, s.store_mut().count())
+                (
+                    stats.archived,
+                    stats.queries_served,
+                    s.store_mut().count().unwrap_or(0),
+                )
             });
             (relayed, store)
         })
-        .await;
-    let Ok((relayed, store)) = snapshot else {
+        .await
+        .ok()
+}
+
+async fn log_stats(handle: &net::NetHandle<WakuNode>, counts: &Counts) {
+    let Some((relayed, store)) = snapshot(handle).await else {
         return;
     };
     match store {
@@ -259,7 +289,7 @@ async fn log_stats(tcp: &TcpNode<WakuNode>, counts: &Counts) {
             relayed,
             delivered = counts.delivered,
             archived,
-            stored = stored.unwrap_or(0),
+            stored,
             queries,
             "stats"
         ),
@@ -267,9 +297,9 @@ async fn log_stats(tcp: &TcpNode<WakuNode>, counts: &Counts) {
     }
 }
 
-async fn shutdown(tcp: TcpNode<WakuNode>) -> Result<(), RunError> {
+async fn shutdown(net: Net<WakuNode>) -> Result<(), RunError> {
     tracing::info!("shutting down");
-    let mut node = tcp.shutdown().await?;
+    let mut node = net.shutdown().await?;
     if let Some(store) = node.store_server_mut() {
         let written = store.flush();
         let left = store.pending();

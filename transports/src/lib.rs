@@ -41,5 +41,8 @@ pub mod tcp;
 #[cfg(feature = "libp2p")]
 pub mod libp2p;
 
+#[cfg(any(feature = "libp2p", feature = "fuzzing"))]
+pub mod framing;
+
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

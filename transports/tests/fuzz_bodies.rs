@@ -50,3 +50,45 @@ proptest! {
         fuzzing::tcp_packets(&stream);
     }
 }
+
+/// The libp2p framing fuzz body: a header (cap, step, chunking seed) and then a stream.
+fn frames_input(max: u16, step: u8, seed: u8, stream: &[u8]) -> Vec<u8> {
+    let mut data = max.to_le_bytes().to_vec();
+    data.extend([step, seed]);
+    data.extend_from_slice(stream);
+    data
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn libp2p_frames_random_bytes(data in prop::collection::vec(any::<u8>(), 0..2048)) {
+        fuzzing::libp2p_frames(&data);
+    }
+
+    /// Well-formed frames, some over the cap, with a byte flipped or the end cut.
+    #[test]
+    fn libp2p_frames_well_formed(
+        max in any::<u16>(),
+        step in any::<u8>(),
+        seed in any::<u8>(),
+        bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..1500), 0..8),
+        flip in any::<Option<(usize, u8)>>(),
+        cut in any::<Option<usize>>(),
+    ) {
+        let mut stream = Vec::new();
+        for b in &bodies {
+            proto::frame::write_frame(b, &mut stream);
+        }
+        fuzzing::libp2p_frames(&frames_input(max, step, seed, &stream));
+        if let Some((at, x)) = flip.filter(|_| !stream.is_empty()) {
+            let at = at % stream.len();
+            stream[at] ^= x;
+        }
+        if let Some(c) = cut.filter(|_| !stream.is_empty()) {
+            stream.truncate(c % stream.len());
+        }
+        fuzzing::libp2p_frames(&frames_input(max, step, seed, &stream));
+    }
+}

@@ -1,6 +1,7 @@
 //! Two status-rs `WakuNode`s over the libp2p driver on loopback (TCP, and WebSocket): identify
 //! tells each what the other serves, a relayed message arrives, and a store query pages through
-//! what the other archived; shutting one down tells the other.
+//! what the other archived; shutting one down tells the other. A static peer that restarts is
+//! redialled and the machine told again.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -263,4 +264,102 @@ async fn relay_and_store_over_tcp() {
 #[tokio::test]
 async fn relay_and_store_over_websocket() {
     relay_and_store("/ip4/127.0.0.1/tcp/0/ws").await;
+}
+
+/// A static peer ([`Libp2pConfig::dial`]) that goes down is redialled with backoff, and once it
+/// is back on the same port and key the machine is told of it again.
+async fn static_peer_comes_back(with_peer_id: bool) {
+    let key_a = Keypair::generate_ed25519();
+    let mut config = Libp2pConfig::new(key_a.clone());
+    config.listen.push("/ip4/127.0.0.1/tcp/0".parse().unwrap());
+    let a = lp::start(config, full_node(1)).await.unwrap();
+    let a_id = a.peer_id();
+    let full = a.listen_addrs()[0].clone();
+    // The listen address without `/p2p/…`.
+    let mut bare = full.clone();
+    bare.pop();
+    let static_addr = if with_peer_id { full } else { bare.clone() };
+
+    let mut config = Libp2pConfig::new(Keypair::generate_ed25519());
+    config.dial.push(static_addr.clone());
+    config.backoff_initial = Duration::from_millis(100);
+    config.backoff_max = Duration::from_millis(400);
+    let mut b = lp::start(config, full_node(2)).await.unwrap();
+    println!("b keeps {static_addr} connected");
+    let first = wait_for(&mut b, "connected", |ev| match ev {
+        DriverEvent::Connected(info) => Some(info),
+        _ => None,
+    })
+    .await;
+    assert_eq!(first.libp2p_peer, a_id);
+
+    // a goes away; b is told, and keeps dialling with growing delays.
+    drop(a.shutdown().await.unwrap());
+    let gone = wait_for(&mut b, "disconnected", |ev| match ev {
+        DriverEvent::Disconnected { peer, .. } => Some(peer),
+        _ => None,
+    })
+    .await;
+    assert_eq!(gone, first.peer);
+    let down = Duration::from_millis(2000);
+    let end = tokio::time::Instant::now() + down;
+    let mut failures = 0;
+    while let Ok(ev) = tokio::time::timeout_at(end, b.next_event()).await {
+        match ev.expect("driver stopped") {
+            DriverEvent::DialFailed { .. } => failures += 1,
+            DriverEvent::Connected(info) => panic!("connected to a stopped node: {info:?}"),
+            _ => {}
+        }
+    }
+    let stats = b.handle().stats().await.unwrap();
+    println!(
+        "{failures} failed redials in {down:?} down (100 ms doubling to 400 ms); {} static dials",
+        stats.static_dials
+    );
+    // Redials at about 0.1, 0.2, 0.4, 0.8, 1.2, 1.6 s; without backoff it would be 20.
+    assert!(failures >= 2, "{failures} redials");
+    assert!(failures <= 8, "{failures} redials: no backoff");
+
+    // a comes back on the same port with the same key: b reconnects by itself.
+    let mut config = Libp2pConfig::new(key_a);
+    config.listen.push(bare);
+    let t0 = Instant::now();
+    let mut a = lp::start(config, full_node(1)).await.unwrap();
+    let again = wait_for(&mut b, "reconnected", |ev| match ev {
+        DriverEvent::Connected(info) => Some(info),
+        _ => None,
+    })
+    .await;
+    println!("reconnected {:?} after the restart", t0.elapsed());
+    assert_eq!(again.libp2p_peer, a_id);
+    assert_ne!(
+        again.peer, first.peer,
+        "a reconnected peer gets a fresh handle"
+    );
+    assert!(again.protocols.contains(&Protocol::Relay));
+    let known: Vec<_> = b
+        .handle()
+        .call(|n, _| n.peers().map(|(p, _)| p).collect())
+        .await
+        .unwrap();
+    assert_eq!(known, vec![again.peer], "the machine was told again");
+    wait_for(&mut a, "a sees b", |ev| match ev {
+        DriverEvent::Connected(_) => Some(()),
+        _ => None,
+    })
+    .await;
+    let stats = b.handle().stats().await.unwrap();
+    assert!(stats.static_dials >= failures as u64 + 2, "{stats:?}");
+    let _ = a.shutdown().await;
+    let _ = b.shutdown().await;
+}
+
+#[tokio::test]
+async fn static_peer_with_peer_id_is_redialled() {
+    static_peer_comes_back(true).await;
+}
+
+#[tokio::test]
+async fn static_peer_without_peer_id_is_redialled() {
+    static_peer_comes_back(false).await;
 }

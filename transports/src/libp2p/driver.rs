@@ -8,7 +8,8 @@ use ::libp2p::core::muxing::StreamMuxerBox;
 use ::libp2p::core::transport::Boxed;
 use ::libp2p::core::upgrade::{SelectUpgrade, Version};
 use ::libp2p::multiaddr::Protocol as MaProtocol;
-use ::libp2p::swarm::{NetworkBehaviour, Swarm, SwarmEvent};
+use ::libp2p::swarm::dial_opts::DialOpts;
+use ::libp2p::swarm::{ConnectionId, NetworkBehaviour, Swarm, SwarmEvent};
 use ::libp2p::{
     Stream, StreamProtocol, connection_limits, dns, identify, noise, ping, tcp, websocket, yamux,
 };
@@ -20,9 +21,10 @@ use super::behaviour::{StreamEvent, WakuStreams};
 use super::frames::{read_frame, write_frame};
 use super::{
     Command, DriverEvent, IDENTIFY_WAIT, Keypair, Libp2pConfig, Libp2pError, Libp2pHandle,
-    Libp2pNode, Libp2pPeerId, Libp2pStats, MAX_FRAMES_BEFORE_IDENTIFY,
-    MAX_INBOUND_STREAMS_PER_PEER, MAX_PENDING_REQUESTS, MAX_QUEUED_EVENTS,
-    MAX_QUEUED_STREAM_FRAMES, Multiaddr, PeerInfo, REQUEST_TIMEOUT,
+    Libp2pNode, Libp2pPeerId, Libp2pStats, MAX_BYTES_BEFORE_IDENTIFY,
+    MAX_BYTES_BEFORE_IDENTIFY_TOTAL, MAX_FRAMES_BEFORE_IDENTIFY, MAX_INBOUND_STREAMS_PER_PEER,
+    MAX_PENDING_REQUESTS, MAX_QUEUED_EVENTS, MAX_QUEUED_STREAM_FRAMES, Multiaddr, PeerInfo,
+    REQUEST_TIMEOUT,
 };
 
 /// Frames from stream tasks queued for the driver; a full queue makes readers wait
@@ -96,6 +98,8 @@ struct Peer {
     protocols: Vec<Protocol>,
     agent_version: String,
     buffered: VecDeque<FromStream>,
+    /// Bytes of the frames in `buffered`.
+    buffered_bytes: usize,
     inbound_streams: usize,
     next_request_id: u64,
     replies: BTreeMap<u64, oneshot::Sender<Vec<u8>>>,
@@ -114,10 +118,36 @@ impl Peer {
     }
 }
 
+/// Where a static peer ([`Libp2pConfig::dial`]) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StaticState {
+    /// Down: dial at this instant.
+    Idle(Instant),
+    /// A dial is under way.
+    Dialing(ConnectionId),
+    /// Connected (by our dial or its own).
+    Up(Libp2pPeerId),
+}
+
+/// A peer to keep connected.
+struct StaticPeer {
+    addr: Multiaddr,
+    /// From `/p2p/…`, or learnt when a dial succeeded.
+    peer: Option<Libp2pPeerId>,
+    state: StaticState,
+    /// The delay before the next dial after a failure.
+    backoff: Duration,
+}
+
 struct Driver<M: Machine> {
     machine: M,
     swarm: Swarm<Behaviour>,
+    statics: Vec<StaticPeer>,
+    backoff_initial: Duration,
+    backoff_max: Duration,
     peers: BTreeMap<Libp2pPeerId, Peer>,
+    /// Bytes buffered for peers not told yet, all together.
+    buffered_total: usize,
     handles: BTreeMap<PeerId, Libp2pPeerId>,
     next_handle: u64,
     next_token: u64,
@@ -169,7 +199,8 @@ fn build_transport(key: &Keypair) -> Result<Boxed<(Libp2pPeerId, StreamMuxerBox)
         .boxed())
 }
 
-/// Binds the listeners, waits for their addresses, dials [`Libp2pConfig::dial`] and spawns the
+/// Binds the listeners, waits for their addresses, dials the static peers of
+/// [`Libp2pConfig::dial`] (an address the swarm refuses at once fails the start) and spawns the
 /// driver task with `machine`. Must be called inside a tokio runtime.
 pub async fn start<M>(config: Libp2pConfig, machine: M) -> Result<Libp2pNode<M>, Libp2pError>
 where
@@ -249,10 +280,26 @@ where
             }
         }
     }
+    let backoff_initial = config.backoff_initial;
+    let mut statics = Vec::new();
+    let mut stats = Libp2pStats::default();
     for addr in &config.dial {
+        let peer = match addr.iter().last() {
+            Some(MaProtocol::P2p(p)) => Some(p),
+            _ => None,
+        };
+        let opts = DialOpts::from(addr.clone());
+        let id = opts.connection_id();
         swarm
-            .dial(addr.clone())
-            .map_err(|e| Libp2pError::Dial(e.to_string()))?;
+            .dial(opts)
+            .map_err(|e| Libp2pError::Dial(format!("{addr}: {e}")))?;
+        stats.static_dials += 1;
+        statics.push(StaticPeer {
+            addr: addr.clone(),
+            peer,
+            state: StaticState::Dialing(id),
+            backoff: backoff_initial,
+        });
     }
     let (commands_tx, commands) = mpsc::channel(64);
     let (events, events_rx) = mpsc::channel(MAX_QUEUED_EVENTS);
@@ -260,7 +307,11 @@ where
     let driver = Driver {
         machine,
         swarm,
+        statics,
+        backoff_initial,
+        backoff_max: config.backoff_max.max(backoff_initial),
         peers: BTreeMap::new(),
+        buffered_total: 0,
         handles: BTreeMap::new(),
         next_handle: 0,
         next_token: 0,
@@ -269,7 +320,7 @@ where
         from_streams,
         commands,
         events,
-        stats: Libp2pStats::default(),
+        stats,
     };
     let task = tokio::spawn(driver.run());
     Ok(Libp2pNode {
@@ -328,10 +379,18 @@ where
             .filter(|p| !p.told)
             .map(|p| p.since + IDENTIFY_WAIT)
             .min();
-        match (self.machine.poll_timeout(), identify) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let redial = self
+            .statics
+            .iter()
+            .filter_map(|s| match s.state {
+                StaticState::Idle(at) => Some(at),
+                _ => None,
+            })
+            .min();
+        [self.machine.poll_timeout(), identify, redial]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn drain(&mut self) {
@@ -360,12 +419,76 @@ where
         for id in due {
             self.tell(id);
         }
+        self.redial(now.instant);
         if self
             .machine
             .poll_timeout()
             .is_some_and(|t| t <= now.instant)
         {
             self.machine.handle_timeout(now);
+        }
+    }
+
+    /// Dials the static peers whose redial time has come (or marks them up if they connected
+    /// meanwhile).
+    fn redial(&mut self, now: Instant) {
+        for s in &mut self.statics {
+            let StaticState::Idle(at) = s.state else {
+                continue;
+            };
+            if at > now {
+                continue;
+            }
+            if let Some(p) = s.peer.filter(|p| self.peers.contains_key(p)) {
+                s.state = StaticState::Up(p);
+                continue;
+            }
+            let opts = DialOpts::from(s.addr.clone());
+            let id = opts.connection_id();
+            self.stats.static_dials += 1;
+            match self.swarm.dial(opts) {
+                Ok(()) => s.state = StaticState::Dialing(id),
+                Err(e) => {
+                    tracing::debug!(addr = %s.addr, error = %e, "static peer dial refused");
+                    s.state = StaticState::Idle(now + s.backoff);
+                    s.backoff = (s.backoff * 2).min(self.backoff_max);
+                }
+            }
+        }
+    }
+
+    /// A connection to `peer` is up: static peers dialled by it, or known to be `peer`, are up.
+    fn static_up(&mut self, peer: Libp2pPeerId, conn: ConnectionId) {
+        for s in &mut self.statics {
+            let ours = s.state == StaticState::Dialing(conn);
+            let known = s.peer == Some(peer) && matches!(s.state, StaticState::Idle(_));
+            if ours || known {
+                s.peer = Some(peer);
+                s.state = StaticState::Up(peer);
+                s.backoff = self.backoff_initial;
+            }
+        }
+    }
+
+    /// A dial failed: a static peer behind it waits its backoff, which doubles.
+    fn static_failed(&mut self, conn: ConnectionId) {
+        let now = now().instant;
+        for s in &mut self.statics {
+            if s.state == StaticState::Dialing(conn) {
+                s.state = StaticState::Idle(now + s.backoff);
+                s.backoff = (s.backoff * 2).min(self.backoff_max);
+            }
+        }
+    }
+
+    /// The last connection to `peer` closed: static peers that were up through it are redialled
+    /// after their backoff.
+    fn static_down(&mut self, peer: Libp2pPeerId) {
+        let now = now().instant;
+        for s in &mut self.statics {
+            if s.state == StaticState::Up(peer) {
+                s.state = StaticState::Idle(now + s.backoff);
+            }
         }
     }
 
@@ -386,6 +509,7 @@ where
                 protocols: Vec::new(),
                 agent_version: String::new(),
                 buffered: VecDeque::new(),
+                buffered_bytes: 0,
                 inbound_streams: 0,
                 next_request_id: 0,
                 replies: BTreeMap::new(),
@@ -407,6 +531,9 @@ where
         let handle = p.handle;
         let protocols = p.protocols.clone();
         let buffered = std::mem::take(&mut p.buffered);
+        self.buffered_total = self
+            .buffered_total
+            .saturating_sub(std::mem::take(&mut p.buffered_bytes));
         let info = p.info(id);
         self.machine.handle_connected(now(), handle, &protocols);
         self.emit(DriverEvent::Connected(info));
@@ -417,15 +544,35 @@ where
 
     fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
         match ev {
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                ..
+            } => {
                 self.ensure_peer(peer_id);
+                self.static_up(peer_id, connection_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
                 ..
-            } => self.remove_peer(peer_id),
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+            } => {
+                self.remove_peer(peer_id);
+                self.static_down(peer_id);
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                if matches!(error, ::libp2p::swarm::ListenError::Denied { .. }) {
+                    self.stats.incoming_denied += 1;
+                } else {
+                    self.stats.incoming_failed += 1;
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                connection_id,
+                error,
+            } => {
+                self.static_failed(connection_id);
                 self.emit(DriverEvent::DialFailed {
                     libp2p_peer: peer_id,
                     error: error.to_string(),
@@ -480,6 +627,7 @@ where
         let Some(p) = self.peers.remove(&id) else {
             return;
         };
+        self.buffered_total = self.buffered_total.saturating_sub(p.buffered_bytes);
         self.handles.remove(&p.handle);
         self.pending.retain(|_, o| o.peer() != p.handle);
         if p.told {
@@ -565,10 +713,21 @@ where
                 else {
                     return;
                 };
+                let len = match &msg {
+                    FromStream::Frame { bytes, .. } | FromStream::Request { bytes, .. } => {
+                        bytes.len()
+                    }
+                    _ => 0,
+                };
                 if p.told {
                     self.deliver(msg);
-                } else if p.buffered.len() < MAX_FRAMES_BEFORE_IDENTIFY {
+                } else if p.buffered.len() < MAX_FRAMES_BEFORE_IDENTIFY
+                    && p.buffered_bytes + len <= MAX_BYTES_BEFORE_IDENTIFY
+                    && self.buffered_total + len <= MAX_BYTES_BEFORE_IDENTIFY_TOTAL
+                {
                     p.buffered.push_back(msg);
+                    p.buffered_bytes += len;
+                    self.buffered_total += len;
                 } else {
                     self.stats.dropped_overflow += 1;
                 }

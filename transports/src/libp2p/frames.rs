@@ -1,17 +1,20 @@
 //! Unsigned-varint length-prefixed frames on a libp2p stream (WIRE.md B.1, B.27).
 //!
-//! The length is checked against the protocol's cap before any of the body is read, and the
-//! body buffer grows with what actually arrives (in [`READ_CHUNK`] steps), so a peer that
-//! announces a large frame and sends nothing costs nothing.
+//! [`read_frame`] is a thin loop over the sans-IO [`FrameDecoder`] (the code the fuzz target
+//! `transports_libp2p_frames` exercises): the length is checked against the protocol's cap
+//! before any of the body is read; the body buffer grows with what actually arrives (first
+//! [`FIRST_STEP`] bytes, then doubling, in steps of at most [`READ_CHUNK`]), so a peer that
+//! announces a large frame and sends nothing costs [`FIRST_STEP`] bytes; nothing past the frame
+//! is read from the stream.
+//!
+//! [`FIRST_STEP`]: crate::framing::FIRST_STEP
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// The most bytes of a varint length prefix (a `u64` needs at most 10; lengths above
-/// [`proto::frame::MAX_VARINT_LEN`] bytes are refused as too long anyway).
-const MAX_PREFIX_LEN: usize = 10;
+use crate::framing::{FrameDecodeError, FrameDecoder};
 
-/// How much of a body is read (and allocated) at a time.
-pub const READ_CHUNK: usize = 64 * 1024;
+/// The most of a body read (and allocated) in one step.
+pub const READ_CHUNK: usize = crate::framing::DEFAULT_STEP;
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -36,51 +39,34 @@ pub enum FrameIoError {
     Io(#[from] std::io::Error),
 }
 
+impl From<FrameDecodeError> for FrameIoError {
+    fn from(e: FrameDecodeError) -> Self {
+        match e {
+            FrameDecodeError::TooLong { len, max } => FrameIoError::TooLong { len, max },
+            FrameDecodeError::Truncated => FrameIoError::Truncated,
+            // `BadPrefix`, and any reason added later: the prefix cannot be trusted.
+            _ => FrameIoError::BadPrefix,
+        }
+    }
+}
+
 /// Reads one frame of at most `max` bytes; `Ok(None)` when the stream ends cleanly between
 /// frames.
 pub async fn read_frame<S: AsyncRead + Unpin>(
     stream: &mut S,
     max: usize,
 ) -> Result<Option<Vec<u8>>, FrameIoError> {
-    let mut prefix = [0u8; MAX_PREFIX_LEN];
-    let mut n = 0;
-    let len = loop {
-        let mut byte = [0u8; 1];
-        if stream.read(&mut byte).await? == 0 {
-            return if n == 0 {
-                Ok(None)
-            } else {
-                Err(FrameIoError::Truncated)
-            };
-        }
-        let slot = prefix.get_mut(n).ok_or(FrameIoError::BadPrefix)?;
-        *slot = byte[0];
-        n += 1;
-        if byte[0] & 0x80 == 0 {
-            let head = prefix.get(..n).ok_or(FrameIoError::BadPrefix)?;
-            match proto::frame::read_uvarint(head) {
-                Ok(Some((len, _))) => break len,
-                _ => return Err(FrameIoError::BadPrefix),
-            }
-        }
-    };
-    if len > max as u64 {
-        return Err(FrameIoError::TooLong { len, max });
-    }
-    let len = usize::try_from(len).map_err(|_| FrameIoError::BadPrefix)?;
-    let mut body = Vec::with_capacity(len.min(READ_CHUNK));
-    while body.len() < len {
-        let start = body.len();
-        let step = (len - start).min(READ_CHUNK);
-        body.resize(start + step, 0);
-        let chunk = body.get_mut(start..).ok_or(FrameIoError::Truncated)?;
-        let got = stream.read(chunk).await?;
+    let mut decoder = FrameDecoder::with_step(max, READ_CHUNK);
+    loop {
+        let got = stream.read(decoder.spare()).await?;
         if got == 0 {
-            return Err(FrameIoError::Truncated);
+            decoder.finish()?;
+            return Ok(None);
         }
-        body.truncate(start + got);
+        if let Some(frame) = decoder.commit(got)? {
+            return Ok(Some(frame));
+        }
     }
-    Ok(Some(body))
 }
 
 /// Writes one frame (length prefix and body) and flushes.

@@ -29,13 +29,23 @@
 //!   before the stream is closed (WIRE.md B.1).
 //!
 //! Every frame is unsigned-varint length-prefixed; the length is checked against
-//! [`Protocol::max_frame_len`] before the body is read ([`frames`]). Streams a peer opened but
+//! [`Protocol::max_frame_len`] before the body is read, and the body buffer grows only with what
+//! arrives ([`frames`], a loop over the sans-IO [`FrameDecoder`], which is fuzzed). Streams a
+//! peer opened but
 //! never used are left open (js-waku opens one per protocol right after identify and uses it
 //! later), bounded by [`MAX_INBOUND_STREAMS_PER_PEER`].
 //!
+//! The addresses of [`Libp2pConfig::dial`] are static peers: the driver dials them at start and
+//! again whenever the peer is down, with exponential backoff between failed dials
+//! ([`Libp2pConfig::backoff_initial`] to [`Libp2pConfig::backoff_max`]), on its own clock;
+//! [`Libp2pHandle::dial`] dials once.
+//!
 //! A libp2p peer gets a [`PeerId`] handle when its first connection is up; the machine hears of
 //! it once identify has told what it serves (or after [`IDENTIFY_WAIT`] with nothing), and of its
-//! end when its last connection closes. A peer that reconnects gets a fresh handle.
+//! end when its last connection closes. A peer that reconnects gets a fresh handle. What a peer
+//! sends before the machine hears of it is kept for it within [`MAX_FRAMES_BEFORE_IDENTIFY`],
+//! [`MAX_BYTES_BEFORE_IDENTIFY`] and, for all such peers together,
+//! [`MAX_BYTES_BEFORE_IDENTIFY_TOTAL`].
 //!
 //! [`Machine`]: waku_core::net::Machine
 //! [`Machine::protocols`]: waku_core::net::Machine::protocols
@@ -46,6 +56,7 @@
 //! [`Protocol::FilterPush`]: waku_core::net::Protocol::FilterPush
 //! [`Protocol::max_frame_len`]: waku_core::net::Protocol::max_frame_len
 //! [`PeerId`]: waku_core::net::PeerId
+//! [`FrameDecoder`]: crate::framing::FrameDecoder
 
 pub mod behaviour;
 mod driver;
@@ -73,6 +84,17 @@ pub const IDENTIFY_WAIT: Duration = Duration::from_secs(10);
 /// The most frames (and inbound requests) kept for a peer that has not identified yet; more are
 /// dropped and counted. Bounds what a peer that never identifies can make us hold.
 pub const MAX_FRAMES_BEFORE_IDENTIFY: usize = 64;
+
+/// The most bytes of frames kept for a peer that has not identified yet (with
+/// [`MAX_FRAMES_BEFORE_IDENTIFY`]); more are dropped and counted. Frame caps go up to
+/// megabytes, so a count alone would let a peer that never identifies make us hold
+/// [`MAX_FRAMES_BEFORE_IDENTIFY`] full-size frames.
+pub const MAX_BYTES_BEFORE_IDENTIFY: usize = 2 * 1024 * 1024;
+
+/// The most bytes of frames kept for all peers that have not identified yet together; more are
+/// dropped and counted. Bounds what a crowd of fresh identities can make us hold however many
+/// connections [`Limits`] admits.
+pub const MAX_BYTES_BEFORE_IDENTIFY_TOTAL: usize = 16 * 1024 * 1024;
 
 /// The most streams a peer may have open towards us at once (idle ones included); further ones
 /// are reset. With [`READ_CHUNK`](frames::READ_CHUNK)-step reads, what a peer can make us buffer
@@ -127,8 +149,19 @@ pub struct Libp2pConfig {
     pub keypair: Keypair,
     /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/60000` or `/ip4/0.0.0.0/tcp/8000/ws`.
     pub listen: Vec<Multiaddr>,
-    /// Addresses to dial at start (with or without `/p2p/<peer id>`).
+    /// Static peers: addresses (with or without `/p2p/<peer id>`) dialled at start and
+    /// redialled whenever the peer is down or the dial failed, after [`backoff_initial`],
+    /// doubling per failed dial up to [`backoff_max`] (back to [`backoff_initial`] once
+    /// connected). A peer that connects to us by itself counts as up.
+    ///
+    /// [`backoff_initial`]: Libp2pConfig::backoff_initial
+    /// [`backoff_max`]: Libp2pConfig::backoff_max
     pub dial: Vec<Multiaddr>,
+    /// First redial delay of a static peer ([`dial`](Libp2pConfig::dial)); doubles per failed
+    /// dial.
+    pub backoff_initial: Duration,
+    /// Largest redial delay of a static peer.
+    pub backoff_max: Duration,
     /// The agent version sent in identify.
     pub agent_version: String,
     /// Connection limits.
@@ -138,12 +171,15 @@ pub struct Libp2pConfig {
 }
 
 impl Libp2pConfig {
-    /// Defaults: no listener, nothing to dial, [`Limits::default`], 10 minutes idle timeout.
+    /// Defaults: no listener, no static peers, redials from 1 s up to 30 s,
+    /// [`Limits::default`], 10 minutes idle timeout.
     pub fn new(keypair: Keypair) -> Self {
         Libp2pConfig {
             keypair,
             listen: Vec::new(),
             dial: Vec::new(),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(30),
             agent_version: concat!("status-rs/", env!("CARGO_PKG_VERSION")).to_owned(),
             limits: Limits::default(),
             idle_timeout: Duration::from_secs(600),
@@ -157,6 +193,8 @@ impl fmt::Debug for Libp2pConfig {
             .field("peer_id", &self.keypair.public().to_peer_id())
             .field("listen", &self.listen)
             .field("dial", &self.dial)
+            .field("backoff_initial", &self.backoff_initial)
+            .field("backoff_max", &self.backoff_max)
             .field("agent_version", &self.agent_version)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
@@ -237,7 +275,8 @@ pub struct Libp2pStats {
     /// Stream frames and requests to a peer that does not serve their protocol.
     pub dropped_refused: u64,
     /// Frames over a queue bound ([`MAX_QUEUED_STREAM_FRAMES`], [`MAX_PENDING_REQUESTS`],
-    /// [`MAX_FRAMES_BEFORE_IDENTIFY`]).
+    /// [`MAX_FRAMES_BEFORE_IDENTIFY`], [`MAX_BYTES_BEFORE_IDENTIFY`],
+    /// [`MAX_BYTES_BEFORE_IDENTIFY_TOTAL`]).
     pub dropped_overflow: u64,
     /// Inbound frames refused by the framing (over the cap, malformed, truncated).
     pub bad_frames: u64,
@@ -247,6 +286,13 @@ pub struct Libp2pStats {
     pub open_failures: u64,
     /// Events the application did not take in time.
     pub events_dropped: u64,
+    /// Dials of static peers ([`Libp2pConfig::dial`]) started, the first ones included.
+    pub static_dials: u64,
+    /// Inbound connections refused by the [`Limits`].
+    pub incoming_denied: u64,
+    /// Inbound connections that failed before being established otherwise (handshake failed or
+    /// timed out, garbage instead of multistream-select or Noise).
+    pub incoming_failed: u64,
 }
 
 type Call<M> = Box<dyn FnOnce(&mut M, Now) + Send>;
@@ -294,7 +340,8 @@ impl<M: Machine + Send + 'static> Libp2pHandle<M> {
         rx.await.map_err(|_| Libp2pError::Stopped)
     }
 
-    /// Dials `addr` (with or without `/p2p/<peer id>`).
+    /// Dials `addr` (with or without `/p2p/<peer id>`) once: unlike the static peers of
+    /// [`Libp2pConfig::dial`], it is not redialled.
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), Libp2pError> {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Dial(addr, tx)).await?;

@@ -168,8 +168,9 @@ pub(crate) struct DemoArgs {
 }
 
 const RUN_EXAMPLES: &str = "\
-The first line on standard output is `listening KEY@HOST:PORT`: the value other nodes and
-chats pass to --peer. Logs go to standard error (RUST_LOG filter, default info).
+Standard output starts with one `listening ADDR` line per address: the value other nodes
+and chats pass to --peer (`KEY@HOST:PORT` with TCP, a multiaddr ending in /p2p/<peer id>
+with libp2p). Logs go to standard error (RUST_LOG filter, default info).
 
 Examples:
   A bootstrap node and two full nodes on one machine (each prints its KEY@ADDR):
@@ -178,13 +179,32 @@ Examples:
     status-node run --role full --listen 127.0.0.1:60002 --data-dir ./full2 \\
         --peer KEY@127.0.0.1:60000 --peer KEY@127.0.0.1:60001
 
+  The same on libp2p (a build with --features libp2p), reachable by nwaku, go-waku and
+  js-waku; a WebSocket listener for browsers:
+    status-node run --transport libp2p --role full --data-dir ./full1 \\
+        --listen /ip4/0.0.0.0/tcp/60001 --listen /ip4/0.0.0.0/tcp/8001/ws
+    status-node run --transport libp2p --role full --data-dir ./full2 \\
+        --listen /ip4/0.0.0.0/tcp/60002 --peer /ip4/127.0.0.1/tcp/60001/p2p/PEER_ID
+
+  On The Waku Network's cluster 1 with its 8 autosharded shards:
+    status-node run --transport libp2p --role full --listen /ip4/0.0.0.0/tcp/60000 \\
+        --cluster 1 --shard 0,1,2,3,4,5,6,7 --autoshard 8
+
   More log detail, or only warnings:
     RUST_LOG=debug status-node run --role full --listen 0.0.0.0:60001 --data-dir ./full1
     RUST_LOG=warn status-node run --role bootstrap --listen 0.0.0.0:60000
 
-A full node keeps its node key (node.key) and its archive (archive.sqlite3) in --data-dir
-and writes every message to disk before acknowledging it; restarted with the same
---data-dir it has the same KEY and the same history.";
+  Scripted (--script): events as `peer-up {json}`, `peer-down {json}`, `message {json}`
+  lines on standard output; commands on standard input:
+    publish <content topic> <payload hex> [<pubsub topic>]   answered by `published {json}`
+    stats                                                     answered by `stats {json}`
+    quit
+  e.g. printf 'publish /app/1/chat/proto 68656c6c6f /waku/2/rs/16/32\\nquit\\n' | \\
+         status-node run --role full --listen 127.0.0.1:0 --script
+
+A full node keeps its node key (node.key for TCP, libp2p.key for libp2p) and its archive
+(archive.sqlite3) in --data-dir and writes every message to disk before acknowledging it;
+restarted with the same --data-dir it has the same address and the same history.";
 
 const CHAT_EXAMPLES: &str = "\
 Commands (typed at the prompt, or piped in one per line):
@@ -214,6 +234,9 @@ Examples:
     hello Bob
     /join status
     Hello, #status
+
+  Through a libp2p full node (a build with --features libp2p):
+    status-node chat --transport libp2p --data-dir ./alice --peer /ip4/127.0.0.1/tcp/60001/p2p/PEER_ID
 
   Scripted, through a pipe:
     printf '/join status\\nhello from a script\\n' | status-node chat --data-dir ./alice --peer KEY@ADDR";

@@ -258,7 +258,11 @@ fn help_shows_examples_and_commands() {
         "--peer",
         "--data-dir",
         "--node-key",
-        "listening KEY@HOST:PORT",
+        "--transport",
+        "--script",
+        "listening ADDR",
+        "KEY@HOST:PORT",
+        "/p2p/<peer id>",
     ] {
         assert!(run.contains(s), "{s} missing from run --help:\n{run}");
     }

@@ -371,6 +371,7 @@ where
         };
         cfg.dial.push(parse(&text, "--peer")?);
     }
+    cfg.backoff_max = REDIAL_MAX;
     cfg.agent_version = AGENT.to_owned();
     Ok(Net::Libp2p(lp::start(cfg, machine).await?))
 }

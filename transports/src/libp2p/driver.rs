@@ -34,6 +34,10 @@ const STREAM_CHANNEL: usize = 1024;
 /// Time allowed for a connection's Noise and muxer negotiation.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The shortest redial delay of a static peer, whatever the configuration says (a zero
+/// backoff would redial a refused address in a busy loop).
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+
 /// How long [`start`] waits for the listeners to report their addresses.
 const LISTEN_WAIT: Duration = Duration::from_secs(10);
 
@@ -280,7 +284,7 @@ where
             }
         }
     }
-    let backoff_initial = config.backoff_initial;
+    let backoff_initial = config.backoff_initial.max(MIN_BACKOFF);
     let mut statics = Vec::new();
     let mut stats = Libp2pStats::default();
     for addr in &config.dial {

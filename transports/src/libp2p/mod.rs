@@ -158,7 +158,7 @@ pub struct Libp2pConfig {
     /// [`backoff_max`]: Libp2pConfig::backoff_max
     pub dial: Vec<Multiaddr>,
     /// First redial delay of a static peer ([`dial`](Libp2pConfig::dial)); doubles per failed
-    /// dial.
+    /// dial. At least 10 ms is used.
     pub backoff_initial: Duration,
     /// Largest redial delay of a static peer.
     pub backoff_max: Duration,

@@ -151,6 +151,13 @@ pub trait Machine {
     /// [`Machine::protocols`], as identify or the TCP Hello carries it), which is what this
     /// machine may open on it as a client.
     fn handle_connected(&mut self, now: Now, peer: PeerId, protocols: &[Protocol]);
+    /// Like [`Machine::handle_connected`] for a connection this side dialled. Drivers that know
+    /// the direction call it, because outbound peers are harder for an attacker to choose: the
+    /// relay keeps a quota of them in its mesh (gossipsub's `D_out`). The default treats the
+    /// connection like any other.
+    fn handle_dialed(&mut self, now: Now, peer: PeerId, protocols: &[Protocol]) {
+        self.handle_connected(now, peer, protocols);
+    }
     /// The connection to `peer` is gone.
     fn handle_disconnected(&mut self, now: Now, peer: PeerId);
     /// One frame arrived from `from`.

@@ -2658,12 +2658,9 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
     }
 }
 
-impl<S: Storage, M: SyncStore<PeerKey>> Machine for Messenger<S, M> {
-    type Event = MessengerEvent;
-
-    fn handle_connected(&mut self, now: Now, peer: PeerId, protocols: &[Protocol]) {
-        self.enter(now);
-        self.waku.handle_connected(now, peer, protocols);
+impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
+    /// What a new connection changes for the Messenger, whichever side dialled.
+    fn peer_up(&mut self, now: Now, peer: PeerId, protocols: &[Protocol]) {
         // A peer that can carry our messages: a relay peer, or a lightpush service node.
         let carries = if self.waku.capabilities().is_relaying() {
             protocols.contains(&Protocol::Relay)
@@ -2695,6 +2692,22 @@ impl<S: Storage, M: SyncStore<PeerKey>> Machine for Messenger<S, M> {
             self.store_peers.insert(peer);
         }
         self.pump(now);
+    }
+}
+
+impl<S: Storage, M: SyncStore<PeerKey>> Machine for Messenger<S, M> {
+    type Event = MessengerEvent;
+
+    fn handle_connected(&mut self, now: Now, peer: PeerId, protocols: &[Protocol]) {
+        self.enter(now);
+        self.waku.handle_connected(now, peer, protocols);
+        self.peer_up(now, peer, protocols);
+    }
+
+    fn handle_dialed(&mut self, now: Now, peer: PeerId, protocols: &[Protocol]) {
+        self.enter(now);
+        self.waku.handle_dialed(now, peer, protocols);
+        self.peer_up(now, peer, protocols);
     }
 
     fn handle_disconnected(&mut self, now: Now, peer: PeerId) {

@@ -271,7 +271,8 @@ pub struct PeerInfo {
 pub enum DriverEvent<E> {
     /// An event of the machine.
     Machine(E),
-    /// A peer connected (after the machine's `handle_connected`).
+    /// A peer connected (after the machine's `handle_dialed` if we dialled it, else its
+    /// `handle_connected`).
     Connected(PeerInfo),
     /// A peer disconnected (after the machine's `handle_disconnected`).
     Disconnected {
@@ -929,7 +930,11 @@ where
             }
         }
         let now = self.now();
-        self.machine.handle_connected(now, peer, &up.remote);
+        if info.outbound {
+            self.machine.handle_dialed(now, peer, &up.remote);
+        } else {
+            self.machine.handle_connected(now, peer, &up.remote);
+        }
         self.emit(DriverEvent::Connected(info));
     }
 

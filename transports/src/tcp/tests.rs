@@ -244,3 +244,64 @@ async fn a_node_dialling_itself_is_refused() {
     );
     n.shutdown().await.unwrap();
 }
+
+/// Reports, as its events, how each connection was announced: `true` for `handle_dialed`.
+#[derive(Default)]
+struct Direction {
+    seen: VecDeque<bool>,
+}
+
+impl Machine for Direction {
+    type Event = bool;
+    fn handle_connected(&mut self, _: Now, _: PeerId, _: &[Protocol]) {
+        self.seen.push_back(false);
+    }
+    fn handle_dialed(&mut self, _: Now, _: PeerId, _: &[Protocol]) {
+        self.seen.push_back(true);
+    }
+    fn handle_disconnected(&mut self, _: Now, _: PeerId) {}
+    fn handle_frame(&mut self, _: Now, _: PeerId, _: Protocol, _: FrameKind, _: &[u8]) {}
+    fn handle_timeout(&mut self, _: Now) {}
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        None
+    }
+    fn poll_event(&mut self) -> Option<bool> {
+        self.seen.pop_front()
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn protocols(&self) -> Vec<Protocol> {
+        vec![Protocol::Relay]
+    }
+}
+
+/// The first machine event of `n` (skipping the driver's own events).
+async fn first_machine_event(n: &mut TcpNode<Direction>) -> bool {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), n.next_event()).await {
+            Ok(Some(DriverEvent::Machine(dialed))) => return dialed,
+            Ok(Some(_)) => {}
+            other => panic!("no machine event: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_dialling_side_is_told_handle_dialed_the_other_handle_connected() {
+    let mut lc = TcpConfig::new(NodeKey::from_bytes([11; 32]), [12; 32]);
+    lc.listen = Some("127.0.0.1:0".parse().unwrap());
+    let mut listener = start(lc, Direction::default()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut dc = TcpConfig::new(NodeKey::from_bytes([13; 32]), [14; 32]);
+    dc.static_peers = vec![StaticPeer { addr, key: None }];
+    let mut dialer = start(dc, Direction::default()).await.unwrap();
+    assert!(
+        first_machine_event(&mut dialer).await,
+        "dialer: handle_dialed"
+    );
+    assert!(
+        !first_machine_event(&mut listener).await,
+        "listener: handle_connected"
+    );
+}

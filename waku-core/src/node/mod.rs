@@ -727,12 +727,6 @@ impl WakuNode {
     // -----------------------------------------------------------------------------------------
     // Inputs
 
-    /// A connection we dialled is up (counts toward the relay's outbound quota); otherwise like
-    /// [`Machine::handle_connected`].
-    pub fn handle_dialed(&mut self, now: Now, peer: PeerId, protocols: &[Protocol]) {
-        self.connect(now, peer, protocols, true);
-    }
-
     fn connect(&mut self, now: Now, peer: PeerId, protocols: &[Protocol], dialed: bool) {
         if self.peers.len() < MAX_PEERS || self.peers.contains_key(&peer) {
             self.peers.insert(peer, protocols.to_vec());
@@ -1050,6 +1044,11 @@ impl Machine for WakuNode {
 
     fn handle_connected(&mut self, now: Now, peer: PeerId, protocols: &[Protocol]) {
         self.connect(now, peer, protocols, false);
+    }
+
+    /// A connection we dialled is up: it counts toward the relay's outbound quota.
+    fn handle_dialed(&mut self, now: Now, peer: PeerId, protocols: &[Protocol]) {
+        self.connect(now, peer, protocols, true);
     }
 
     fn handle_disconnected(&mut self, now: Now, peer: PeerId) {

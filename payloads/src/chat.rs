@@ -716,6 +716,16 @@ impl EmojiReaction {
     }
 }
 
+/// What [`Reactions::apply_evicting`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Whether the reaction changed the state.
+    pub changed: bool,
+    /// The (message, sender key, emoji) entry forgotten to stay within [`MAX_REACTIONS`]: the
+    /// one with the oldest clock, which may be the reaction just applied.
+    pub evicted: Option<(MessageId, [u8; 32], Emoji)>,
+}
+
 /// The current reactions of a set of chats: for each (message, sender, emoji) the reaction
 /// with the highest clock wins (at equal clocks a retraction wins), so a retraction cancels
 /// exactly the reactions it follows and
@@ -736,24 +746,39 @@ impl Reactions {
     /// Applies a reaction by `sender` (its 32-byte chat key). Returns `true` when it changed the
     /// state (it is newer than what was known for the same message, sender and emoji).
     pub fn apply(&mut self, sender: [u8; 32], reaction: &EmojiReaction) -> bool {
+        self.apply_evicting(sender, reaction).changed
+    }
+
+    /// Like [`Reactions::apply`], and also says which entry, if any, was forgotten to stay
+    /// within [`MAX_REACTIONS`], so that a copy on disk can be forgotten too.
+    pub fn apply_evicting(&mut self, sender: [u8; 32], reaction: &EmojiReaction) -> Applied {
         let key = (reaction.message_id, sender, reaction.emoji);
         match self.latest.get(&key) {
-            Some(&known) if known >= (reaction.clock, reaction.retracted) => return false,
+            Some(&known) if known >= (reaction.clock, reaction.retracted) => {
+                return Applied {
+                    changed: false,
+                    evicted: None,
+                };
+            }
             _ => {}
         }
         self.latest
             .insert(key, (reaction.clock, reaction.retracted));
+        let mut evicted = None;
         if self.latest.len() > MAX_REACTIONS {
-            let oldest = self
+            evicted = self
                 .latest
                 .iter()
                 .min_by_key(|(k, (clock, _))| (*clock, **k))
                 .map(|(k, _)| *k);
-            if let Some(oldest) = oldest {
+            if let Some(oldest) = evicted {
                 self.latest.remove(&oldest);
             }
         }
-        true
+        Applied {
+            changed: true,
+            evicted,
+        }
     }
 
     /// How many senders currently show each emoji on `message`.

@@ -878,6 +878,7 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
                 },
             );
         }
+        let mut forgotten = Vec::new();
         for (k, v) in table(Table::Reactions) {
             let Some(mut key) = Reader::new(k) else {
                 continue;
@@ -899,8 +900,25 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
                 continue;
             };
             if let Some(c) = self.chats.get_mut(&chat) {
-                c.reactions.apply(*sender.ed25519_bytes(), &reaction);
+                let applied = c
+                    .reactions
+                    .apply_evicting(*sender.ed25519_bytes(), &reaction);
+                if let Some(gone) = applied.evicted {
+                    forgotten.push(reaction_key(&chat, gone));
+                }
             }
+        }
+        // Records over the bound (written before the bound was kept on disk) go now.
+        if !forgotten.is_empty() {
+            self.commit(
+                forgotten
+                    .into_iter()
+                    .map(|key| StorageOp::Delete {
+                        table: Table::Reactions,
+                        key,
+                    })
+                    .collect(),
+            );
         }
         let mut outbox: Vec<(u64, mvds::MessageId, ChatId, MessageId)> = Vec::new();
         for (k, v) in table(Table::Outbox) {
@@ -1209,10 +1227,8 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
         }
         let c = self.chats.entry(chat.clone()).or_default();
         c.clock = LamportClock::starting_at(c.clock.last().max(clock));
-        if c.reactions.apply(*self.me.ed25519_bytes(), &reaction) {
-            let me = self.me;
-            self.persist_reaction(chat, &me, &reaction);
-        }
+        let me = self.me;
+        self.remember_reaction(chat, &me, &reaction);
         self.persist_chat(chat);
         self.pump(now);
         Ok(id)
@@ -1660,22 +1676,44 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
         }
     }
 
-    fn persist_reaction(&mut self, chat: &ChatId, sender: &PublicIdentity, r: &EmojiReaction) {
-        let key = Writer::new()
-            .bytes(&chat.storage_key())
-            .bytes(r.message_id.as_bytes())
-            .bytes(sender.ed25519_bytes())
-            .u8(r.emoji as u8)
-            .finish();
-        let value = Writer::new()
-            .bytes(sender.ed25519_bytes())
-            .bytes(&r.to_proto().encode_to_vec())
-            .finish();
-        self.commit(vec![StorageOp::Put {
-            table: Table::Reactions,
-            key,
-            value,
-        }]);
+    /// Applies a reaction to the chat's set and keeps the disk in step: the record is written
+    /// if it changed the set, and the entry the set forgot to stay within
+    /// [`MAX_REACTIONS`](crate::chat::MAX_REACTIONS) is deleted, so the table is bounded like
+    /// the set. Returns whether the reaction changed the set.
+    fn remember_reaction(
+        &mut self,
+        chat: &ChatId,
+        sender: &PublicIdentity,
+        r: &EmojiReaction,
+    ) -> bool {
+        let Some(c) = self.chats.get_mut(chat) else {
+            return false;
+        };
+        let applied = c.reactions.apply_evicting(*sender.ed25519_bytes(), r);
+        if !applied.changed {
+            return false;
+        }
+        let this = (r.message_id, *sender.ed25519_bytes(), r.emoji);
+        let mut ops = Vec::with_capacity(2);
+        if applied.evicted != Some(this) {
+            let value = Writer::new()
+                .bytes(sender.ed25519_bytes())
+                .bytes(&r.to_proto().encode_to_vec())
+                .finish();
+            ops.push(StorageOp::Put {
+                table: Table::Reactions,
+                key: reaction_key(chat, this),
+                value,
+            });
+        }
+        if let Some(gone) = applied.evicted {
+            ops.push(StorageOp::Delete {
+                table: Table::Reactions,
+                key: reaction_key(chat, gone),
+            });
+        }
+        self.commit(ops);
+        true
     }
 
     fn sync_send(
@@ -2480,13 +2518,14 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
             self.stats.payloads_rejected += 1;
             return;
         }
-        let Some(c) = self.chats.get_mut(chat) else {
+        if !self.chats.contains_key(chat) {
             self.stats.payloads_rejected += 1;
             return;
-        };
-        if c.reactions.apply(*sender.ed25519_bytes(), &reaction) {
-            c.clock = LamportClock::starting_at(c.clock.last().max(reaction.clock));
-            self.persist_reaction(chat, &sender, &reaction);
+        }
+        if self.remember_reaction(chat, &sender, &reaction) {
+            if let Some(c) = self.chats.get_mut(chat) {
+                c.clock = LamportClock::starting_at(c.clock.last().max(reaction.clock));
+            }
             if sender != self.me {
                 self.push_event(MessengerEvent::ReactionReceived {
                     chat: chat.clone(),
@@ -2656,6 +2695,16 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
     fn mvds_has_work(&self) -> bool {
         self.mvds.outstanding_total() > 0 || self.mvds.pending_acks() > 0
     }
+}
+
+/// The storage key of a reaction record: chat, message, sender, emoji.
+fn reaction_key(chat: &ChatId, (message, sender, emoji): (MessageId, [u8; 32], Emoji)) -> Vec<u8> {
+    Writer::new()
+        .bytes(&chat.storage_key())
+        .bytes(message.as_bytes())
+        .bytes(&sender)
+        .u8(emoji as u8)
+        .finish()
 }
 
 impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {

@@ -170,3 +170,91 @@ fn forged_membership_events_over_an_authenticated_channel_change_nothing() {
     b.on_delivery(now, a_key, sync, &envelope(&alice, &gid, history));
     assert!(b.group(&gid).unwrap().state().admins.contains(&b_key));
 }
+
+/// The reaction records on disk are bounded like the in-memory set: records beyond
+/// [`MAX_REACTIONS`](crate::chat::MAX_REACTIONS) (as an older version could leave) are deleted on
+/// open, and a new reaction at the bound replaces the oldest record instead of adding one.
+#[test]
+fn reaction_records_on_disk_stay_within_the_bound() {
+    use crate::chat::MAX_REACTIONS;
+    #[allow(clippy::disallowed_methods)] // an origin for the virtual clock; only offsets matter
+    let start = Instant::now();
+    let now = Now {
+        instant: start,
+        unix_nanos: 1_704_067_200_000_000_000,
+    };
+    let alice = person(1);
+    let me = *alice.identity.public();
+    let mut m = messenger(&alice, now);
+    let chat = m.join_public_chat(now, "bounded").unwrap();
+    let (mut storage, sync) = m.into_stores();
+
+    // MAX_REACTIONS + 3 records, one per message, clocks 1, 2, 3, …
+    let msg = |i: u32| {
+        let mut b = [0u8; 32];
+        b[..4].copy_from_slice(&i.to_be_bytes());
+        MessageId(b)
+    };
+    let over = u32::try_from(MAX_REACTIONS).unwrap() + 3;
+    let ops = (1..=over)
+        .map(|i| {
+            let r = EmojiReaction {
+                clock: u64::from(i),
+                chat_id: "bounded".to_owned(),
+                message_id: msg(i),
+                message_type: MessageType::PublicGroup,
+                emoji: Emoji::Love,
+                retracted: false,
+            };
+            StorageOp::Put {
+                table: Table::Reactions,
+                key: reaction_key(&chat, (r.message_id, *me.ed25519_bytes(), r.emoji)),
+                value: Writer::new()
+                    .bytes(me.ed25519_bytes())
+                    .bytes(&r.to_proto().encode_to_vec())
+                    .finish(),
+            }
+        })
+        .collect();
+    storage.commit(ops).unwrap();
+    assert_eq!(storage.len(Table::Reactions), MAX_REACTIONS + 3);
+
+    let mut m = Messenger::new(
+        MessengerConfig::default(),
+        &alice.account,
+        storage,
+        sync,
+        [7; 32],
+        now,
+    )
+    .unwrap();
+    assert_eq!(m.storage().len(Table::Reactions), MAX_REACTIONS);
+    for i in 1..=3 {
+        assert!(
+            m.reactions(&chat, &msg(i)).is_empty(),
+            "oldest {i} forgotten"
+        );
+    }
+    assert_eq!(m.reactions(&chat, &msg(4)).get(&Emoji::Love), Some(&1));
+
+    // A new reaction (the newest clock) at the bound: one record in, the oldest out.
+    m.react(now, &chat, msg(0), Emoji::Laugh, false).unwrap();
+    assert_eq!(m.storage().len(Table::Reactions), MAX_REACTIONS);
+    assert_eq!(m.reactions(&chat, &msg(0)).get(&Emoji::Laugh), Some(&1));
+    assert!(m.reactions(&chat, &msg(4)).is_empty());
+
+    // What is on disk is what a restart shows.
+    let (storage, sync) = m.into_stores();
+    let m = Messenger::new(
+        MessengerConfig::default(),
+        &alice.account,
+        storage,
+        sync,
+        [7; 32],
+        now,
+    )
+    .unwrap();
+    assert_eq!(m.storage().len(Table::Reactions), MAX_REACTIONS);
+    assert_eq!(m.reactions(&chat, &msg(0)).get(&Emoji::Laugh), Some(&1));
+    assert_eq!(m.reactions(&chat, &msg(5)).get(&Emoji::Love), Some(&1));
+}

@@ -89,12 +89,20 @@ pub(crate) enum RunError {
     /// The light role failed.
     #[error(transparent)]
     Light(#[from] crate::chat::ChatError),
+    /// The arguments do not fit together.
+    #[error("{0}")]
+    Usage(&'static str),
 }
 
 /// `status-node run`.
 pub(crate) fn run(args: &RunArgs) -> Result<(), RunError> {
     driver::init_logging();
     if args.role == Role::Light {
+        if args.script {
+            return Err(RunError::Usage(
+                "--script drives full and bootstrap nodes; a light node is scripted through `status-node chat` (commands on standard input)",
+            ));
+        }
         return Ok(crate::chat::run_light(args)?);
     }
     let rt = driver::runtime()?;

@@ -301,6 +301,19 @@ fn bad_arguments_fail_with_a_message() {
         "64 hex digits",
     );
     fails(&["chat", "--peer", "localhost"], "IP:PORT");
+    fails(
+        &[
+            "run",
+            "--role",
+            "light",
+            "--script",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.join("light").to_str().unwrap(),
+        ],
+        "--script drives full and bootstrap nodes",
+    );
     // The TCP transport takes IP:PORT or a plain /ip4/…/tcp/… multiaddr, nothing else.
     fails(
         &[

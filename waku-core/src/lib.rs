@@ -45,9 +45,11 @@
 //! - [`lightpush`]: lightpush v3 server and client, and the legacy v2 server.
 //! - [`metadata`]: the cluster and shard exchange on connect.
 //! - [`peer_exchange`]: peer exchange server and client over pluggable peer records.
+//! - [`enr`]: Ethereum node records (EIP-778, "v4") with the Waku fields, and their libp2p view.
 //! - [`node`]: [`node::WakuNode`], the relay and the service machines behind one surface.
 #![forbid(unsafe_code)]
 
+pub mod enr;
 pub mod filter;
 /// Fuzz bodies for the message decoder and the payload opener (feature `fuzzing`).
 #[cfg(any(test, feature = "fuzzing"))]

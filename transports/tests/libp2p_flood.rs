@@ -1,10 +1,11 @@
-//! A status-rs libp2p node with small connection limits under a flood: raw TCP sockets that
-//! send nothing or garbage, then libp2p clients with fresh identities that complete the
-//! handshake and open more streams than allowed, announce frames over the cap, or announce a
-//! frame and trickle it forever. Throughout, a legitimate peer keeps getting relayed messages
-//! and store answers; established connections never pass the limit; the counters show the
-//! refusals; and once the flood stops, the node is back to its legitimate peer and takes new
-//! ones.
+//! A status-rs libp2p node with small connection limits under a flood: raw TCP sockets from one
+//! host that send nothing or garbage (a newcomer from elsewhere still gets in), then libp2p
+//! clients with fresh identities that complete the handshake and open more streams than
+//! allowed, announce frames over the cap, announce a frame and trickle it forever, or send
+//! full-size frames without ever identifying. Throughout, a legitimate peer keeps getting
+//! relayed messages and store answers; established connections never pass the limit; the
+//! counters show the refusals; and once the flood stops, the node is back to its legitimate
+//! peer and takes new ones.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -47,6 +48,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 const LIMITS: Limits = Limits {
     max_pending_incoming: 8,
+    max_pending_incoming_per_ip: 4,
     max_pending_outgoing: 8,
     max_established: 16,
     max_established_per_peer: 2,
@@ -479,11 +481,14 @@ async fn flood_of_connections_and_streams() {
     }
     let before = rig.round_trip("before the flood").await;
 
-    // --- Phase 1: raw TCP sockets, half silent, half sending garbage. ---
+    // --- Phase 1: raw TCP sockets from another host (127.0.0.2), half silent, half sending
+    // garbage. ---
     let mut sockets = Vec::new();
     let mut connect_failed = 0;
     for i in 0..RAW_SOCKETS {
-        match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        match socket.connect(([127, 0, 0, 1], port).into()).await {
             Ok(mut s) => {
                 if i % 2 == 1 {
                     let garbage: Vec<u8> =
@@ -496,8 +501,8 @@ async fn flood_of_connections_and_streams() {
         }
     }
     let max_during_raw = rig.max_peers_while(Duration::from_millis(500)).await;
-    // A new peer now: silent sockets may hold every pending slot (until the 20 s upgrade
-    // timeout), which this shows rather than asserts.
+    // A new peer from another address now: the silent sockets hold at most the per-IP share of
+    // the pending slots (until the 20 s upgrade timeout), so it gets in.
     let mut newcomer = lp::start(Libp2pConfig::new(Keypair::generate_ed25519()), full_node(4))
         .await
         .unwrap();
@@ -514,23 +519,40 @@ async fn flood_of_connections_and_streams() {
     .await
     .unwrap_or(false);
     println!("a new peer dialling during the raw TCP flood: admitted = {admitted}");
+    assert!(
+        admitted,
+        "silent sockets from one host locked a newcomer out"
+    );
     let _ = newcomer.shutdown().await;
     let during_raw = rig.round_trip("during the raw TCP flood").await;
-    // Which sockets did the node close? (A silent socket it still holds times out here.)
-    let mut closed = 0;
-    for s in &mut sockets {
-        let mut buf = [0u8; 256];
-        loop {
-            match tokio::time::timeout(Duration::from_millis(20), s.read(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => {
-                    closed += 1;
-                    break;
+    // Which sockets did the node close? (A silent socket it still holds times out here.) Polled
+    // until no more than the per-IP pending limit are open, for at most 5 s (well below the
+    // 20 s upgrade timeout that would close the held ones anyway).
+    let mut open: Vec<usize> = (0..sockets.len()).collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut still = Vec::new();
+        for &i in &open {
+            let mut buf = [0u8; 256];
+            loop {
+                match tokio::time::timeout(Duration::from_millis(20), sockets[i].read(&mut buf))
+                    .await
+                {
+                    Ok(Ok(0) | Err(_)) => break,
+                    Ok(Ok(_)) => continue,
+                    Err(_) => {
+                        still.push(i);
+                        break;
+                    }
                 }
-                Ok(Ok(_)) => continue,
-                Err(_) => break,
             }
         }
+        open = still;
+        if open.len() <= LIMITS.max_pending_incoming_per_ip as usize || Instant::now() > deadline {
+            break;
+        }
     }
+    let closed = sockets.len() - open.len();
     rig.drain();
     let stats = rig.node.handle().stats().await.unwrap();
     println!(
@@ -547,13 +569,14 @@ async fn flood_of_connections_and_streams() {
         stats.incoming_denied + stats.incoming_failed > 0,
         "the node refused nothing: {stats:?}"
     );
-    // The pending limit: at most that many sockets were still held by the node.
+    // The per-IP pending limit: at most that many sockets were still held by the node.
     assert!(
-        sockets.len() - closed <= LIMITS.max_pending_incoming as usize,
+        open.len() <= LIMITS.max_pending_incoming_per_ip as usize,
         "{} raw sockets held open",
-        sockets.len() - closed
+        open.len()
     );
     drop(sockets);
+    let denied_before = stats.incoming_denied;
 
     // --- Phase 2: libp2p clients with fresh identities. ---
     let target: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap();
@@ -603,7 +626,7 @@ async fn flood_of_connections_and_streams() {
         "more clients got streams than the limit allows"
     );
     assert!(
-        stats.incoming_denied > 0,
+        stats.incoming_denied > denied_before,
         "the limits refused no client: {stats:?}"
     );
     assert!(stats.streams_refused > 0, "{stats:?}");

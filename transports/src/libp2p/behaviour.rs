@@ -5,21 +5,26 @@
 //! - Inbound streams are accepted for exactly the protocols the machine serves (so identify,
 //!   which lists the protocols of every handler, lists exactly those plus identify and ping).
 //! - Outbound streams are opened when the driver asks, tagged with a token it chose.
+//!
+//! Beside them, `PendingPerIp` caps the inbound connections being set up per remote IP
+//! ([`Limits::max_pending_incoming_per_ip`](super::Limits::max_pending_incoming_per_ip)).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::task::{Context, Poll};
 
 use futures::future;
 use libp2p::core::upgrade::ReadyUpgrade;
 use libp2p::core::{Endpoint, InboundUpgrade, Multiaddr, UpgradeInfo, transport::PortUse};
+use libp2p::multiaddr::Protocol as MaProtocol;
 use libp2p::swarm::handler::{
     ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound,
 };
 use libp2p::swarm::{
     ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm,
     NetworkBehaviour, NotifyHandler, SubstreamProtocol, THandler, THandlerInEvent,
-    THandlerOutEvent, ToSwarm,
+    THandlerOutEvent, ToSwarm, dummy,
 };
 use libp2p::{PeerId, Stream, StreamProtocol};
 
@@ -226,5 +231,116 @@ impl ConnectionHandler for Handler {
             }
             _ => {}
         }
+    }
+}
+
+/// Why [`PendingPerIp`] refused a connection.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} has too many connections being set up")]
+pub(crate) struct TooManyPendingFromIp(IpAddr);
+
+/// Refuses an inbound connection while its remote address already has
+/// [`Limits::max_pending_incoming_per_ip`](super::Limits::max_pending_incoming_per_ip)
+/// connections being set up, so that one host holding silent sockets cannot take every pending
+/// slot of [`Limits::max_pending_incoming`](super::Limits::max_pending_incoming) and lock every
+/// newcomer out until the upgrade timeout.
+pub(crate) struct PendingPerIp {
+    max: u32,
+    counts: BTreeMap<IpAddr, u32>,
+    by_conn: BTreeMap<ConnectionId, IpAddr>,
+}
+
+impl PendingPerIp {
+    pub(crate) const fn new(max: u32) -> Self {
+        PendingPerIp {
+            max,
+            counts: BTreeMap::new(),
+            by_conn: BTreeMap::new(),
+        }
+    }
+
+    fn release(&mut self, id: ConnectionId) {
+        let Some(ip) = self.by_conn.remove(&id) else {
+            return;
+        };
+        if let Some(n) = self.counts.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.counts.remove(&ip);
+            }
+        }
+    }
+}
+
+fn remote_ip(addr: &Multiaddr) -> Option<IpAddr> {
+    addr.iter().find_map(|p| match p {
+        MaProtocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+        MaProtocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+        _ => None,
+    })
+}
+
+impl NetworkBehaviour for PendingPerIp {
+    type ConnectionHandler = dummy::ConnectionHandler;
+    type ToSwarm = Infallible;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        id: ConnectionId,
+        _: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        let Some(ip) = remote_ip(remote) else {
+            return Ok(());
+        };
+        let n = self.counts.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return Err(ConnectionDenied::new(TooManyPendingFromIp(ip)));
+        }
+        *n += 1;
+        self.by_conn.insert(id, ip);
+        Ok(())
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(dummy::ConnectionHandler)
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        match event {
+            FromSwarm::ConnectionEstablished(e) => self.release(e.connection_id),
+            FromSwarm::ListenFailure(f) => self.release(f.connection_id),
+            _ => {}
+        }
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        _: PeerId,
+        _: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {}
+    }
+
+    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Infallible, THandlerInEvent<Self>>> {
+        Poll::Pending
     }
 }

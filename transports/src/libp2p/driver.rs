@@ -17,7 +17,7 @@ use futures::{AsyncWriteExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use waku_core::net::{FrameKind, Machine, Now, PeerId, Protocol, Transmit};
 
-use super::behaviour::{StreamEvent, WakuStreams};
+use super::behaviour::{PendingPerIp, StreamEvent, WakuStreams};
 use super::frames::{read_frame, write_frame};
 use super::{
     Command, DriverEvent, IDENTIFY_WAIT, Keypair, Libp2pConfig, Libp2pError, Libp2pHandle,
@@ -44,6 +44,7 @@ const LISTEN_WAIT: Duration = Duration::from_secs(10);
 #[derive(NetworkBehaviour)]
 #[behaviour(prelude = "::libp2p::swarm::derive_prelude")]
 struct Behaviour {
+    per_ip: PendingPerIp,
     limits: connection_limits::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
@@ -224,6 +225,7 @@ where
         .with_max_established(Some(l.max_established))
         .with_max_established_per_peer(Some(l.max_established_per_peer));
     let behaviour = Behaviour {
+        per_ip: PendingPerIp::new(l.max_pending_incoming_per_ip),
         limits: connection_limits::Behaviour::new(limits),
         identify: identify::Behaviour::new(
             identify::Config::new("/ipfs/id/1.0.0".to_owned(), key.public())

@@ -5,8 +5,9 @@
 //!
 //! TCP and WebSocket (`/ip4/…/tcp/…` and `/ip4/…/tcp/…/ws`, names resolved through the system
 //! resolver), Noise, then yamux or mplex (js-waku offers only mplex), identify and ping, and
-//! connection limits ([`Libp2pConfig::limits`]) so that a flood of connections cannot exhaust
-//! memory.
+//! connection limits ([`Libp2pConfig::limits`], with a per-IP cap on connections being set up)
+//! so that a flood of connections can neither exhaust memory nor, from one host, lock newcomers
+//! out (`tests/libp2p_flood.rs`).
 //!
 //! # How the machine's frames map onto streams
 //!
@@ -122,6 +123,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Limits {
     /// Connections being set up (inbound) at once.
     pub max_pending_incoming: u32,
+    /// Connections being set up (inbound) at once from one IP address: one host cannot hold
+    /// all of [`max_pending_incoming`](Limits::max_pending_incoming) with silent sockets and
+    /// lock newcomers out.
+    pub max_pending_incoming_per_ip: u32,
     /// Connections being set up (outbound) at once.
     pub max_pending_outgoing: u32,
     /// Established connections in all.
@@ -131,10 +136,11 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 32 pending each way, 128 established, 2 per peer.
+    /// 32 pending each way, 4 of them inbound from one IP, 128 established, 2 per peer.
     fn default() -> Self {
         Limits {
             max_pending_incoming: 32,
+            max_pending_incoming_per_ip: 4,
             max_pending_outgoing: 32,
             max_established: 128,
             max_established_per_peer: 2,

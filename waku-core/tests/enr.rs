@@ -139,6 +139,8 @@ fn eip778_example_record() {
     let keys: Vec<&[u8]> = enr.keys().collect();
     assert_eq!(keys, vec![&b"id"[..], b"ip", b"secp256k1", b"udp"]);
     assert_eq!(enr.to_text(), EIP778_TEXT);
+    assert_eq!(enr.to_string(), EIP778_TEXT);
+    assert_eq!(EIP778_TEXT.parse::<Enr>().unwrap(), enr);
     assert_eq!(Enr::decode(&enr.encode()).unwrap(), enr);
     // No TCP port: nothing to dial.
     assert!(enr.dial_addrs().is_empty());
@@ -472,6 +474,16 @@ fn dial_addrs_cover_ip6_and_entries() {
         .concat(),
     )
     .unwrap();
+    assert_eq!(
+        Multiaddr::from_text("/dns4/example.org/tcp/443/wss").unwrap(),
+        ws
+    );
+    // A circuit address through a relay: this peer's id is appended after /p2p-circuit.
+    let relay = "16Uiu2HAmPLe7Mzm8TsYUubgCAW1aJoeFScxrLj8ppHFivPo97bUZ";
+    let circuit =
+        Multiaddr::from_text(&format!("/ip4/192.0.2.7/tcp/60001/p2p/{relay}/p2p-circuit")).unwrap();
+    // An address naming some other peer is not this peer's.
+    let foreign = Multiaddr::from_text(&format!("/ip4/192.0.2.8/tcp/1/p2p/{relay}")).unwrap();
     let unknown = Multiaddr::from_bytes(&[0x99, 0x01]).unwrap();
     assert_eq!(
         unknown.to_text(),
@@ -480,7 +492,7 @@ fn dial_addrs_cover_ip6_and_entries() {
     let enr = EnrBuilder::new()
         .ip6("2001:db8::1".parse().unwrap())
         .tcp(60000)
-        .multiaddrs(&[ws, unknown])
+        .multiaddrs(&[ws, unknown, circuit, foreign])
         .sign(&sk)
         .unwrap();
     let peer = enr.libp2p_peer_id();
@@ -489,6 +501,7 @@ fn dial_addrs_cover_ip6_and_entries() {
         vec![
             format!("/ip6/2001:db8::1/tcp/60000/p2p/{peer}"),
             format!("/dns4/example.org/tcp/443/wss/p2p/{peer}"),
+            format!("/ip4/192.0.2.7/tcp/60001/p2p/{relay}/p2p-circuit/p2p/{peer}"),
         ]
     );
 }
@@ -575,6 +588,17 @@ proptest! {
             prop_assert_eq!(got.cluster, rs.cluster);
             if want.len() >= 64 { want.sort_unstable(); }
             prop_assert_eq!(got.shards, want);
+        }
+    }
+
+    /// Arbitrary bytes as a binary multiaddr: printing never panics, and whatever prints
+    /// parses back to bytes that print the same.
+    #[test]
+    fn multiaddr_bytes_text_round_trip(bytes in proptest::collection::vec(any::<u8>(), 1..80)) {
+        let m = Multiaddr::from_bytes(&bytes).unwrap();
+        if let Ok(text) = m.to_text() {
+            let back = Multiaddr::from_text(&text).unwrap();
+            prop_assert_eq!(back.to_text().unwrap(), text);
         }
     }
 

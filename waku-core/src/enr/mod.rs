@@ -155,7 +155,10 @@ pub enum EnrError {
     BadShards,
 }
 
-/// The `waku2` capability bitfield (waku-org/specs `enr.md`). Unknown bits are kept.
+/// The `waku2` capability bitfield (waku-org/specs `enr.md`). Unknown bits are kept (nwaku
+/// sets bit 5 for mix). A node's own bits come from
+/// [`Capabilities::enr_waku2_bits`](crate::roles::Capabilities::enr_waku2_bits):
+/// `Waku2::from_bits(caps.enr_waku2_bits())`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Waku2(u8);
 
@@ -572,6 +575,21 @@ impl Enr {
             }
         }
         out
+    }
+}
+
+impl std::fmt::Display for Enr {
+    /// The text form, as [`Enr::to_text`].
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "enr:{}", text::base64url_encode(&self.raw))
+    }
+}
+
+impl std::str::FromStr for Enr {
+    type Err = EnrError;
+    /// Parses the text form, as [`Enr::from_text`].
+    fn from_str(s: &str) -> Result<Self, EnrError> {
+        Enr::from_text(s)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::text::{base32_lower_encode, base58btc_encode};
+use super::text::{base32_lower_decode, base32_lower_encode, base58btc_decode, base58btc_encode};
 
 /// The longest binary multiaddr kept: one entry of a 300-byte record can be no longer.
 pub const MAX_MULTIADDR_LEN: usize = super::MAX_ENR_LEN;
@@ -31,6 +31,10 @@ pub enum MultiaddrError {
     /// A DNS name or SNI value is not UTF-8 text usable in a multiaddr (empty, or contains `/`).
     #[error("bad name in a {0} component")]
     BadName(&'static str),
+    /// A text multiaddr is malformed or names a protocol this codec does not know; the
+    /// string is the offending component.
+    #[error("bad text multiaddr component {0:?}")]
+    BadText(String),
 }
 
 /// Protocol codes from the multicodec table.
@@ -114,6 +118,108 @@ impl Multiaddr {
             return Err(MultiaddrError::TooLong(bytes.len()));
         }
         Ok(Multiaddr(bytes.to_vec()))
+    }
+
+    /// Parses the text form for the protocols [`Multiaddr::to_text`] knows, so that
+    /// `from_text(t)?.to_text()? == t` for canonical text.
+    pub fn from_text(text: &str) -> Result<Self, MultiaddrError> {
+        if text.len() > 4 * MAX_MULTIADDR_LEN {
+            return Err(MultiaddrError::TooLong(text.len()));
+        }
+        let bad = |s: &str| MultiaddrError::BadText(s.chars().take(64).collect());
+        let mut parts = text.split('/');
+        if parts.next() != Some("") {
+            return Err(bad(text));
+        }
+        let mut out = Vec::new();
+        let push_code = |out: &mut Vec<u8>, mut c: u64| loop {
+            let b = (c & 0x7f) as u8;
+            c >>= 7;
+            if c == 0 {
+                out.push(b);
+                break;
+            }
+            out.push(b | 0x80);
+        };
+        let push_len = |out: &mut Vec<u8>, v: &[u8]| {
+            // Values here are short (bounded by the text length above); two varint bytes hold
+            // up to 16383.
+            let len = v.len() as u64;
+            if len < 0x80 {
+                out.push(len as u8);
+            } else {
+                out.push((len & 0x7f) as u8 | 0x80);
+                out.push((len >> 7) as u8);
+            }
+            out.extend_from_slice(v);
+        };
+        while let Some(proto) = parts.next() {
+            let mut value = || parts.next().ok_or_else(|| bad(proto));
+            match proto {
+                "ip4" => {
+                    let v = value()?;
+                    let ip: Ipv4Addr = v.parse().map_err(|_| bad(v))?;
+                    push_code(&mut out, code::IP4);
+                    out.extend_from_slice(&ip.octets());
+                }
+                "ip6" => {
+                    let v = value()?;
+                    let ip: Ipv6Addr = v.parse().map_err(|_| bad(v))?;
+                    push_code(&mut out, code::IP6);
+                    out.extend_from_slice(&ip.octets());
+                }
+                "tcp" | "udp" => {
+                    let v = value()?;
+                    let p: u16 = v.parse().map_err(|_| bad(v))?;
+                    push_code(&mut out, if proto == "tcp" { code::TCP } else { code::UDP });
+                    out.extend_from_slice(&p.to_be_bytes());
+                }
+                "dns" | "dns4" | "dns6" | "dnsaddr" | "sni" => {
+                    let v = value()?;
+                    if v.is_empty() {
+                        return Err(bad(proto));
+                    }
+                    let c = match proto {
+                        "dns" => code::DNS,
+                        "dns4" => code::DNS4,
+                        "dns6" => code::DNS6,
+                        "dnsaddr" => code::DNSADDR,
+                        _ => code::SNI,
+                    };
+                    push_code(&mut out, c);
+                    push_len(&mut out, v.as_bytes());
+                }
+                "p2p" => {
+                    let v = value()?;
+                    let id = base58btc_decode(v, MAX_MULTIADDR_LEN).ok_or_else(|| bad(v))?;
+                    if id.is_empty() {
+                        return Err(bad(v));
+                    }
+                    push_code(&mut out, code::P2P);
+                    push_len(&mut out, &id);
+                }
+                "onion3" => {
+                    let v = value()?;
+                    let (host, port) = v.split_once(':').ok_or_else(|| bad(v))?;
+                    let host = base32_lower_decode(host).ok_or_else(|| bad(v))?;
+                    let port: u16 = port.parse().map_err(|_| bad(v))?;
+                    if host.len() != 35 {
+                        return Err(bad(v));
+                    }
+                    push_code(&mut out, code::ONION3);
+                    out.extend_from_slice(&host);
+                    out.extend_from_slice(&port.to_be_bytes());
+                }
+                "p2p-circuit" => push_code(&mut out, code::P2P_CIRCUIT),
+                "tls" => push_code(&mut out, code::TLS),
+                "quic" => push_code(&mut out, code::QUIC),
+                "quic-v1" => push_code(&mut out, code::QUIC_V1),
+                "ws" => push_code(&mut out, code::WS),
+                "wss" => push_code(&mut out, code::WSS),
+                other => return Err(bad(other)),
+            }
+        }
+        Multiaddr::from_bytes(&out)
     }
 
     /// The binary form.
@@ -227,5 +333,38 @@ mod tests {
         assert_eq!(m.to_text(), Err(MultiaddrError::UnknownProtocol(0x99)));
         let m = Multiaddr::from_bytes(&[0x36, 0x02, b'a', b'/']).unwrap();
         assert_eq!(m.to_text(), Err(MultiaddrError::BadName("dns4")));
+    }
+
+    #[test]
+    fn text_round_trips() {
+        for t in [
+            "/ip4/127.0.0.1/tcp/8080/ws",
+            "/ip6/2001:db8::1/udp/9000/quic-v1",
+            "/dns4/node-01.do-ams3.waku.sandbox.status.im/tcp/8000/wss",
+            "/dnsaddr/example.org/p2p/16Uiu2HAmPLe7Mzm8TsYUubgCAW1aJoeFScxrLj8ppHFivPo97bUZ",
+            "/ip4/1.2.3.4/tcp/1/p2p/16Uiu2HAmPLe7Mzm8TsYUubgCAW1aJoeFScxrLj8ppHFivPo97bUZ/p2p-circuit",
+            "/onion3/vww6ybal4bd7szmgncyruucpgfkqahzddi37ktceo3ah7ngmcopnpyyd:1234/wss",
+            "/dns/example.org/tcp/443/tls/sni/example.org/ws",
+        ] {
+            let m = Multiaddr::from_text(t).unwrap();
+            assert_eq!(m.to_text().unwrap(), t);
+        }
+        for t in [
+            "",
+            "ip4/1.2.3.4",
+            "/ip4/1.2.3",
+            "/tcp/70000",
+            "/foo/1",
+            "/dns4",
+            "/p2p/0OIl",
+        ] {
+            assert!(
+                matches!(
+                    Multiaddr::from_text(t),
+                    Err(MultiaddrError::BadText(_) | MultiaddrError::Empty)
+                ),
+                "{t}"
+            );
+        }
     }
 }

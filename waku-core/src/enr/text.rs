@@ -76,6 +76,48 @@ pub(crate) fn base58btc_encode(bytes: &[u8]) -> String {
     out
 }
 
+/// Decodes base58btc; `None` on a character outside the alphabet or output over `max` bytes.
+pub(crate) fn base58btc_decode(text: &str, max: usize) -> Option<Vec<u8>> {
+    let zeros = text.bytes().take_while(|&c| c == b'1').count();
+    // Little-endian base-256 digits.
+    let mut bytes: Vec<u8> = Vec::new();
+    for c in text.bytes().skip(zeros) {
+        let mut carry = B58.iter().position(|&x| x == c)? as u32;
+        for b in bytes.iter_mut() {
+            carry += u32::from(*b) * 58;
+            *b = (carry & 0xff) as u8;
+            carry >>= 8;
+        }
+        while carry > 0 {
+            bytes.push((carry & 0xff) as u8);
+            carry >>= 8;
+        }
+        if zeros + bytes.len() > max {
+            return None;
+        }
+    }
+    let mut out = vec![0u8; zeros];
+    out.extend(bytes.iter().rev());
+    Some(out)
+}
+
+/// Decodes lower-case RFC 4648 base32 without padding; unused bits must be zero.
+pub(crate) fn base32_lower_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 5 / 8);
+    let mut acc: u32 = 0;
+    let mut bits = 0u32;
+    for c in text.bytes() {
+        acc = (acc << 5) | B32.iter().position(|&x| x == c)? as u32;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((acc >> bits) & 0xff) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    (bits < 5 && acc == 0).then_some(out)
+}
+
 /// Encodes `bytes` as lower-case RFC 4648 base32 without padding.
 pub(crate) fn base32_lower_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
@@ -127,5 +169,14 @@ mod tests {
         assert_eq!(base58btc_encode(&[]), "");
         assert_eq!(base32_lower_encode(b"foobar"), "mzxw6ytboi");
         assert_eq!(base32_lower_encode(b"f"), "my");
+        assert_eq!(base32_lower_decode("mzxw6ytboi").unwrap(), b"foobar");
+        assert_eq!(base32_lower_decode("mz"), None);
+        assert_eq!(
+            base58btc_decode("StV1DL6CwTryKyV", 64).unwrap(),
+            b"hello world"
+        );
+        assert_eq!(base58btc_decode("112", 64).unwrap(), [0, 0, 1]);
+        assert_eq!(base58btc_decode("0", 64), None);
+        assert_eq!(base58btc_decode("zzzzzz", 2), None);
     }
 }

@@ -435,6 +435,22 @@ fn waku_field_faults_and_rs_over_rsv() {
         }))
     );
 
+    // nwaku `tests/waku_enr/test_sharding.nim` ("Discovery Mechanisms for Shards"): cluster
+    // 73, shards 1 and 10, as an index list and as a bit vector.
+    let list = EnrBuilder::new()
+        .raw(b"rs", &[0, 73, 2, 0, 1, 0, 10])
+        .sign(&sk)
+        .unwrap();
+    let mut vector = vec![0, 73, 2, 4];
+    vector.resize(130, 0);
+    let bits = EnrBuilder::new().raw(b"rsv", &vector).sign(&sk).unwrap();
+    let want = Some(RelayShards {
+        cluster: 73,
+        shards: vec![1, 10],
+    });
+    assert_eq!(list.shards().unwrap(), want);
+    assert_eq!(bits.shards().unwrap(), want);
+
     // Unknown waku2 bits are kept.
     let enr = EnrBuilder::new()
         .waku2(Waku2::from_bits(0b1010_0001))

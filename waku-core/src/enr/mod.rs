@@ -63,7 +63,6 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use k256::ecdsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use k256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use sha3::{Digest, Keccak256};
-use zeroize::Zeroize;
 
 pub use multiaddr::{MAX_MULTIADDR_LEN, Multiaddr, MultiaddrError};
 
@@ -271,6 +270,12 @@ fn content_hash(content_items: &[u8]) -> [u8; 32] {
 impl Enr {
     /// Decodes and checks a record (see the module docs for every check).
     pub fn decode(bytes: &[u8]) -> Result<Enr, EnrError> {
+        Enr::decode_inner(bytes, true)
+    }
+
+    /// [`Enr::decode`], with the signature check skipped only for a record this module has
+    /// just signed itself (every other check still runs).
+    fn decode_inner(bytes: &[u8], verify: bool) -> Result<Enr, EnrError> {
         if bytes.len() > MAX_ENR_LEN {
             return Err(EnrError::TooLarge(bytes.len()));
         }
@@ -339,12 +344,15 @@ impl Enr {
             _ => return Err(EnrError::BadPublicKey),
         };
         let key = VerifyingKey::from_sec1_bytes(&public_key).map_err(|_| EnrError::BadPublicKey)?;
-        let signature = Signature::from_slice(sig.payload).map_err(|_| EnrError::BadSignature)?;
-        if signature.normalize_s() != signature {
-            return Err(EnrError::HighS);
+        if verify {
+            let signature =
+                Signature::from_slice(sig.payload).map_err(|_| EnrError::BadSignature)?;
+            if signature.normalize_s() != signature {
+                return Err(EnrError::HighS);
+            }
+            key.verify_prehash(&content_hash(content), &signature)
+                .map_err(|_| EnrError::BadSignature)?;
         }
-        key.verify_prehash(&content_hash(content), &signature)
-            .map_err(|_| EnrError::BadSignature)?;
 
         let uncompressed = key.to_sec1_point(false);
         let node_id = keccak(uncompressed.as_bytes().get(1..).unwrap_or_default());
@@ -714,7 +722,9 @@ impl EnrBuilder {
     }
 
     /// Signs with the secp256k1 `secret` (low-S, RFC 6979 nonces) and returns the record,
-    /// decoded back to check it. Refuses a record over [`MAX_ENR_LEN`] bytes.
+    /// decoded back to check its framing (the fresh signature is not verified again).
+    /// Refuses a record over [`MAX_ENR_LEN`] bytes. The secret is only read into k256's
+    /// `SigningKey`, which zeroizes it when dropped at the end of this call.
     pub fn sign(&self, secret: &[u8; 32]) -> Result<Enr, EnrError> {
         let key = SigningKey::from_slice(secret).map_err(|_| EnrError::BadSecretKey)?;
         let mut public = [0u8; 33];
@@ -748,14 +758,13 @@ impl EnrBuilder {
         let signature: Signature = key
             .sign_prehash(&hash)
             .map_err(|_| EnrError::BadSecretKey)?;
-        let mut sig = signature.to_bytes();
+        let sig = signature.to_bytes();
 
         let mut out = Vec::with_capacity(total);
         rlp::write_header(&mut out, true, payload_len);
         rlp::write_bytes(&mut out, &sig);
         out.extend_from_slice(&content);
-        sig.zeroize();
-        Enr::decode(&out)
+        Enr::decode_inner(&out, false)
     }
 }
 

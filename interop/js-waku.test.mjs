@@ -135,7 +135,7 @@ try {
   const addrs = a.listening();
   const wsAddr = addrs.find((x) => x.includes("/ws/"));
   const tcpAddr = addrs.find((x) => !x.includes("/ws/"));
-  assert.match(wsAddr, /\/p2p\/12D3KooW/, "listening addresses end in /p2p/<peer id>");
+  assert.match(wsAddr, /\/p2p\/16Uiu2/, "listening addresses end in /p2p/<secp256k1 peer id>");
   console.log(`status-rs A: ${wsAddr}`);
   b = new RsNode("B", ["--listen", "/ip4/127.0.0.1/tcp/0", "--peer", tcpAddr]);
   const aId = wsAddr.split("/p2p/")[1];

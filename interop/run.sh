@@ -21,7 +21,7 @@ status=0
 echo "== interop 1/2: rust-libp2p gossipsub vs status-rs relay"
 start=$SECONDS
 if cargo test -j "$jobs" -p transports --features interop-gossipsub \
-    --test libp2p_gossipsub_interop --test libp2p_loopback -- --nocapture; then
+    --test libp2p_gossipsub_interop --test libp2p_loopback --test libp2p_flood -- --nocapture; then
     echo "== interop 1/2: passed ($((SECONDS - start)) s)"
 else
     echo "== interop 1/2: FAILED" >&2

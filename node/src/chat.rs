@@ -418,6 +418,7 @@ where
         listen: opts.listen.clone(),
         peers: opts.peers.clone(),
         secret: None,
+        record: None,
     };
     let mut node = net::start(cfg, messenger).await?;
     for a in node.addresses() {

@@ -6,10 +6,16 @@
 //! | `--listen` | one `IP:PORT` (or `/ip4/IP/tcp/PORT`) | one or more multiaddrs, `/ip4/…/tcp/…[/ws]` (or `IP:PORT`) |
 //! | `--peer` | `KEY@IP:PORT` or `IP:PORT` | a multiaddr, normally ending in `/p2p/<peer id>` |
 //! | printed as `listening …` | `KEY@IP:PORT` | each listen multiaddr with `/p2p/<peer id>` |
-//! | node key file | `node.key` (X25519, Noise) | `libp2p.key` (Ed25519 seed: the peer id) |
+//! | `--peer` may also be | | an ENR, `enr:…` (dialled at its first address) |
+//! | node key file | `node.key` (X25519, Noise) | `libp2p.key` (secp256k1, as nwaku's `--nodekey`: the peer id, `16Uiu2…`, and the ENR key) |
 //!
 //! Both keep the `--peer` nodes connected, redialling them whenever they are down. The two key
 //! files are separate so one secret is never used in two signature or key-agreement schemes.
+//!
+//! On libp2p a service node also signs its own ENR (EIP-778 "v4", [`waku_core::enr`]): `seq` is
+//! the start time in seconds, so a restarted node's record supersedes the old one; `ip`/`tcp`
+//! come from the first plain TCP listener bound to a concrete IPv4 address, `multiaddrs` lists
+//! the WebSocket listeners, `waku2` and `rs` say what it serves and where.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -17,6 +23,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use transports::tcp::{self, TcpConfig, TcpError, TcpHandle, TcpNode};
+use waku_core::enr::{Enr, RelayShards, Waku2};
 use waku_core::net::{Machine, Now, PeerId};
 use zeroize::Zeroizing;
 
@@ -39,13 +46,15 @@ pub(crate) enum ListenAddr {
     Multiaddr(String),
 }
 
-/// A `--peer` value: `KEY@IP:PORT`, `IP:PORT`, or a multiaddr.
+/// A `--peer` value: `KEY@IP:PORT`, `IP:PORT`, a multiaddr, or an ENR.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PeerArg {
     /// A TCP-transport peer.
     Tcp(PeerAddr),
     /// A multiaddr (checked by libp2p's parser when the `libp2p` feature is on).
     Multiaddr(String),
+    /// A signed node record (`enr:…`), its signature checked.
+    Enr(Box<Enr>),
 }
 
 /// Why a `--listen` or `--peer` value did not parse.
@@ -61,6 +70,9 @@ pub(crate) enum AddrError {
     /// A malformed multiaddr.
     #[error("invalid multiaddr: {0}")]
     Multiaddr(String),
+    /// A malformed or badly signed ENR.
+    #[error("invalid ENR: {0}")]
+    Enr(#[from] waku_core::enr::EnrError),
 }
 
 impl FromStr for ListenAddr {
@@ -96,6 +108,9 @@ impl FromStr for PeerArg {
             check_multiaddr(s)?;
             return Ok(PeerArg::Multiaddr(s.to_owned()));
         }
+        if s.starts_with("enr:") {
+            return Ok(PeerArg::Enr(Box::new(Enr::from_text(s)?)));
+        }
         Ok(PeerArg::Tcp(s.parse()?))
     }
 }
@@ -105,6 +120,7 @@ impl fmt::Display for PeerArg {
         match self {
             PeerArg::Tcp(p) => write!(f, "{p}"),
             PeerArg::Multiaddr(m) => f.write_str(m),
+            PeerArg::Enr(e) => write!(f, "{e}"),
         }
     }
 }
@@ -175,6 +191,22 @@ pub(crate) enum NetError {
     /// The OS random source failed.
     #[error("the operating system's random source failed: {0}")]
     Randomness(String),
+    /// The node key cannot be used on this transport.
+    #[cfg(feature = "libp2p")]
+    #[error("node key: {0}")]
+    Key(String),
+}
+
+/// What a service node says about itself in its ENR.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "libp2p"), allow(dead_code))] // only libp2p nodes sign a record
+pub(crate) struct RecordInfo {
+    /// The `waku2` bits.
+    pub(crate) waku2: Waku2,
+    /// The `rs` field.
+    pub(crate) shards: RelayShards,
+    /// The record's `seq`: the start time in seconds, so that a restart supersedes.
+    pub(crate) seq: u64,
 }
 
 /// What [`start`] needs besides the machine.
@@ -187,6 +219,9 @@ pub(crate) struct NetConfig {
     pub(crate) peers: Vec<PeerArg>,
     /// The node key's 32 secret bytes (from its file); `None` draws a fresh one.
     pub(crate) secret: Option<Zeroizing<[u8; 32]>>,
+    /// Sign an ENR with this content (libp2p only).
+    #[cfg_attr(not(feature = "libp2p"), allow(dead_code))]
+    pub(crate) record: Option<RecordInfo>,
 }
 
 impl fmt::Debug for NetConfig {
@@ -233,9 +268,9 @@ pub(crate) enum NetEvent<E> {
 pub(crate) enum Net<M: Machine> {
     /// TCP.
     Tcp(TcpNode<M>),
-    /// libp2p.
+    /// libp2p, and the node's own ENR if it has one.
     #[cfg(feature = "libp2p")]
-    Libp2p(transports::libp2p::Libp2pNode<M>),
+    Libp2p(transports::libp2p::Libp2pNode<M>, Option<Box<Enr>>),
 }
 
 /// Commands to a running transport. Cheap to clone.
@@ -308,6 +343,11 @@ fn tcp_config(
                 })?;
                 tcp::StaticPeer { addr, key: None }
             }
+            PeerArg::Enr(_) => {
+                return Err(NetError::Address(
+                    "an ENR names a libp2p node; use --transport libp2p".to_owned(),
+                ));
+            }
         };
         cfg.static_peers.push(peer);
     }
@@ -338,15 +378,13 @@ where
     M: Machine + Send + 'static,
     M::Event: Send + 'static,
 {
-    use transports::libp2p::{self as lp, Keypair, Libp2pConfig, Multiaddr};
+    use transports::libp2p::{self as lp, Libp2pConfig, Multiaddr};
 
-    let mut secret = match config.secret {
+    let secret = match config.secret {
         Some(s) => s,
         None => Zeroizing::new(driver::os_seed().map_err(NetError::Randomness)?),
     };
-    // The keypair copies the seed and the parser zeroizes what it was given.
-    let keypair = Keypair::ed25519_from_bytes(secret.as_mut())
-        .map_err(|e| NetError::Address(format!("node key: {e}")))?;
+    let keypair = secp256k1_keypair(&secret)?;
     let parse = |s: &str, what: &str| {
         s.parse::<Multiaddr>()
             .map_err(|e| NetError::Address(format!("{what} {s}: {e}")))
@@ -368,12 +406,81 @@ where
                     "--peer {p}: KEY@IP:PORT names a TCP-transport node; a libp2p peer is a multiaddr like /ip4/IP/tcp/PORT/p2p/<peer id>"
                 )));
             }
+            PeerArg::Enr(e) => e.dial_addrs().into_iter().next().ok_or_else(|| {
+                NetError::Address(format!("--peer {e}: the ENR has no address to dial"))
+            })?,
         };
         cfg.dial.push(parse(&text, "--peer")?);
     }
     cfg.backoff_max = REDIAL_MAX;
     cfg.agent_version = AGENT.to_owned();
-    Ok(Net::Libp2p(lp::start(cfg, machine).await?))
+    let node = lp::start(cfg, machine).await?;
+    let record = match &config.record {
+        Some(info) => own_record(info, node.listen_addrs(), &secret).map(Box::new),
+        None => None,
+    };
+    Ok(Net::Libp2p(node, record))
+}
+
+/// The libp2p identity of a node key: secp256k1, as nwaku's, so that the peer id and the ENR
+/// share one key.
+#[cfg(feature = "libp2p")]
+fn secp256k1_keypair(
+    secret: &Zeroizing<[u8; 32]>,
+) -> Result<transports::libp2p::Keypair, NetError> {
+    use transports::libp2p::upstream::identity::secp256k1;
+    // The parser zeroizes the copy it is given.
+    let mut copy = Zeroizing::new(**secret);
+    let sk = secp256k1::SecretKey::try_from_bytes(copy.as_mut())
+        .map_err(|e| NetError::Key(format!("not a secp256k1 secret key: {e}")))?;
+    Ok(secp256k1::Keypair::from(sk).into())
+}
+
+/// The node's ENR for its bound listen addresses (`/…/p2p/<id>` already appended), or `None`
+/// (logged) if it cannot be made.
+#[cfg(feature = "libp2p")]
+fn own_record(
+    info: &RecordInfo,
+    bound: &[transports::libp2p::Multiaddr],
+    secret: &Zeroizing<[u8; 32]>,
+) -> Option<Enr> {
+    use waku_core::enr::{EnrBuilder, Multiaddr as EnrMultiaddr};
+
+    let mut b = EnrBuilder::new().seq(info.seq).waku2(info.waku2);
+    let mut have_ip = false;
+    let mut extra = Vec::new();
+    for a in bound {
+        let text = a.to_string();
+        let plain = text.split("/p2p/").next().unwrap_or_default();
+        match plain_tcp_multiaddr(plain) {
+            Some(SocketAddr::V4(v4)) if !have_ip && !v4.ip().is_unspecified() => {
+                b = b.ip4(*v4.ip()).tcp(v4.port());
+                have_ip = true;
+            }
+            Some(_) => {}
+            None => match EnrMultiaddr::from_text(plain) {
+                Ok(m) => extra.push(m),
+                Err(e) => tracing::debug!(%plain, %e, "not advertised in the ENR"),
+            },
+        }
+    }
+    if !extra.is_empty() {
+        b = b.multiaddrs(&extra);
+    }
+    let b = match b.relay_shards(&info.shards) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(%e, "no ENR: the shards do not fit one");
+            return None;
+        }
+    };
+    match b.sign(secret) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(%e, "no ENR");
+            None
+        }
+    }
 }
 
 impl<M> Net<M>
@@ -386,7 +493,7 @@ where
         match self {
             Net::Tcp(n) => NetHandle::Tcp(n.handle()),
             #[cfg(feature = "libp2p")]
-            Net::Libp2p(n) => NetHandle::Libp2p(n.handle()),
+            Net::Libp2p(n, _) => NetHandle::Libp2p(n.handle()),
         }
     }
 
@@ -406,7 +513,16 @@ where
                 .into_iter()
                 .collect(),
             #[cfg(feature = "libp2p")]
-            Net::Libp2p(n) => n.listen_addrs().iter().map(ToString::to_string).collect(),
+            Net::Libp2p(n, _) => n.listen_addrs().iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// The node's signed ENR, if it has one (libp2p service nodes).
+    pub(crate) fn record(&self) -> Option<&Enr> {
+        match self {
+            Net::Tcp(_) => None,
+            #[cfg(feature = "libp2p")]
+            Net::Libp2p(_, r) => r.as_deref(),
         }
     }
 
@@ -415,7 +531,7 @@ where
         match self {
             Net::Tcp(n) => driver::hex(&n.public_key()),
             #[cfg(feature = "libp2p")]
-            Net::Libp2p(n) => n.peer_id().to_string(),
+            Net::Libp2p(n, _) => n.peer_id().to_string(),
         }
     }
 
@@ -425,7 +541,7 @@ where
             let e = match self {
                 Net::Tcp(n) => tcp_event(n.next_event().await?),
                 #[cfg(feature = "libp2p")]
-                Net::Libp2p(n) => libp2p_event(n.next_event().await?),
+                Net::Libp2p(n, _) => libp2p_event(n.next_event().await?),
             };
             if let Some(e) = e {
                 return Some(e);
@@ -439,7 +555,7 @@ where
             let e = match self {
                 Net::Tcp(n) => tcp_event(n.try_next_event()?),
                 #[cfg(feature = "libp2p")]
-                Net::Libp2p(n) => libp2p_event(n.try_next_event()?),
+                Net::Libp2p(n, _) => libp2p_event(n.try_next_event()?),
             };
             if let Some(e) = e {
                 return Some(e);
@@ -452,7 +568,7 @@ where
         Ok(match self {
             Net::Tcp(n) => n.shutdown().await?,
             #[cfg(feature = "libp2p")]
-            Net::Libp2p(n) => n.shutdown().await?,
+            Net::Libp2p(n, _) => n.shutdown().await?,
         })
     }
 }

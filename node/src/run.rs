@@ -8,8 +8,8 @@
 //! | `light` | a Messenger on the account in the data dir (see [`crate::chat`]) | the account |
 //!
 //! The node prints what a peer passes to `--peer` on standard output, one `listening …` line
-//! per address (`KEY@HOST:PORT` with TCP, a multiaddr ending in `/p2p/<peer id>` with libp2p),
-//! and logs to standard error (`RUST_LOG` filter, default `info`):
+//! per address (`KEY@HOST:PORT` with TCP, a multiaddr ending in `/p2p/<peer id>` with libp2p,
+//! then, with libp2p, a `record enr:…` line with its signed ENR), and logs to standard error (`RUST_LOG` filter, default `info`):
 //! the listening address and node key, peers up and down, and every
 //! [`RunArgs::stats_interval`](crate::cli::RunArgs::stats_interval) seconds the peer count and
 //! the messages relayed and archived.
@@ -29,6 +29,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use waku_core::enr::{RelayShards, Waku2};
 use waku_core::node::{NodeError, NodeEvent, WakuNode, WakuNodeConfig};
 use waku_core::roles::{Capabilities, Capability};
 use waku_core::store::{MessageStore, SqliteStore, SqliteStoreConfig, StoreError};
@@ -168,11 +169,20 @@ async fn run_service(args: &RunArgs) -> Result<(), RunError> {
             )?;
         }
     }
+    let record = net::RecordInfo {
+        waku2: Waku2::from_bits(caps.enr_waku2_bits()),
+        shards: RelayShards {
+            cluster: args.cluster,
+            shards: args.shards.clone(),
+        },
+        seq: u64::try_from(now.unix_nanos / 1_000_000_000).unwrap_or(1),
+    };
     let net_cfg = NetConfig {
         transport: args.transport,
         listen: args.listen.clone(),
         peers: args.peers.clone(),
         secret: Some(secret),
+        record: Some(record),
     };
     let mut net = net::start(net_cfg, node).await?;
     let addresses = net.addresses();
@@ -180,6 +190,9 @@ async fn run_service(args: &RunArgs) -> Result<(), RunError> {
         let mut out = io::stdout().lock();
         for a in &addresses {
             writeln!(out, "listening {a}")?;
+        }
+        if let Some(r) = net.record() {
+            writeln!(out, "record {r}")?;
         }
         out.flush()?;
     }

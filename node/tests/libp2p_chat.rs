@@ -1,8 +1,10 @@
 //! `status-node` over libp2p on loopback, with real processes (feature `libp2p`; `.ci/run` runs
 //! it in its `node-libp2p` step):
 //!
-//! 1. Two full nodes: A listens on TCP, B on WebSocket and dials A by its multiaddr. Each prints
-//!    `listening <multiaddr>/p2p/<peer id>`.
+//! 1. Two full nodes: A listens on TCP, B on WebSocket and dials A by A's ENR. Each prints
+//!    `listening <multiaddr>/p2p/<peer id>` (a secp256k1 peer id, `16Uiu2…`) and
+//!    `record enr:…`, its signed ENR, checked here: same key as the peer id, A's address,
+//!    `waku2` relay and store, shard 32 of cluster 16.
 //! 2. Alice chats through A, Bob through B (`chat --transport libp2p`): contacts both ways, a
 //!    1:1 message each way (delivered and acknowledged), a public-chat message.
 //! 3. B is killed and restarted from its data directory on the same address: it has the same
@@ -24,20 +26,48 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
+use waku_core::enr::{Enr, RelayShards};
 
 const LIBP2P: [&str; 2] = ["--transport", "libp2p"];
 
 /// A full node on libp2p named `name`, with its data in `dir/data`.
-fn full_node(name: &str, data: &str, dir: &Path, listen: &str, peers: &[&str]) -> (Proc, String) {
+fn full_node(
+    name: &str,
+    data: &str,
+    dir: &Path,
+    listen: &str,
+    peers: &[&str],
+) -> (Proc, String, Enr) {
     let mut args = node_args("full", listen, &dir.join(data), peers);
     args.extend(LIBP2P.map(str::to_owned));
     let mut p = Proc::spawn(name, dir, &args);
     let addr = p.peer_addr();
     assert!(
-        addr.starts_with("/ip4/127.0.0.1/tcp/") && addr.contains("/p2p/12D3KooW"),
+        addr.starts_with("/ip4/127.0.0.1/tcp/") && addr.contains("/p2p/16Uiu2"),
         "{name} listens on {addr}"
     );
-    (p, addr)
+    let record = p.wait("the record line", |l| l.starts_with("record "))["record ".len()..]
+        .parse::<Enr>()
+        .unwrap();
+    let peer_id = addr.split("/p2p/").nth(1).unwrap();
+    assert_eq!(
+        record.libp2p_peer_id(),
+        peer_id,
+        "the ENR's key is the peer id's"
+    );
+    let waku2 = record.waku2().unwrap();
+    assert!(waku2.relay() && waku2.store() && waku2.filter() && waku2.lightpush());
+    assert_eq!(
+        record.shards().unwrap(),
+        Some(RelayShards {
+            cluster: 16,
+            shards: vec![32]
+        })
+    );
+    if !addr.contains("/ws/") {
+        assert_eq!(record.dial_addrs().first(), Some(&addr), "{record:?}");
+    }
+    (p, addr, record)
 }
 
 /// `/ip4/…/tcp/PORT[/ws]` of a printed address, without `/p2p/…`.
@@ -52,14 +82,10 @@ fn two_libp2p_nodes_two_chats_and_a_restart() {
     std::fs::create_dir_all(&dir).unwrap();
     println!("working directory: {}", dir.display());
 
-    let (mut a, a_addr) = full_node("fullA", "fullA", &dir, "/ip4/127.0.0.1/tcp/0", &[]);
-    let (mut b, b_addr) = full_node(
-        "fullB",
-        "fullB",
-        &dir,
-        "/ip4/127.0.0.1/tcp/0/ws",
-        &[&a_addr],
-    );
+    let (mut a, a_addr, a_record) = full_node("fullA", "fullA", &dir, "/ip4/127.0.0.1/tcp/0", &[]);
+    let a_enr = a_record.to_text();
+    let (mut b, b_addr, _) =
+        full_node("fullB", "fullB", &dir, "/ip4/127.0.0.1/tcp/0/ws", &[&a_enr]);
     assert!(b_addr.contains("/ws/p2p/"), "{b_addr}");
     println!("A {a_addr}\nB {b_addr}");
     let b_id = b_addr.split("/p2p/").nth(1).unwrap().to_owned();
@@ -110,7 +136,7 @@ fn two_libp2p_nodes_two_chats_and_a_restart() {
     bob.wait_from(mb, "disconnected from B", |l| {
         l.starts_with(&format!("** disconnected from {b_id}"))
     });
-    let (b2, b2_addr) = full_node(
+    let (b2, b2_addr, _) = full_node(
         "fullB2",
         "fullB",
         &dir,

@@ -327,6 +327,20 @@ fn bad_arguments_fail_with_a_message() {
         ],
         "use --transport libp2p",
     );
+    fails(
+        &[
+            "run",
+            "--role",
+            "full",
+            "--listen",
+            "127.0.0.1:0",
+            "--peer",
+            "enr:-IS4QHCYrYZbAKWCBRlAy5zzaDZXJBGkcnh4MHcBFZntXNFrdvJjX04jRzjzCBOonrkTfj499SZuOh8R33Ls8RRcy5wBgmlkgnY0gmlwhH8AAAGJc2VjcDI1NmsxoQPKY0yuDUmstAHYpMa2_oxVtw0RW_QAdpzBQA8yWM0xOIN1ZHCCdl8",
+            "--data-dir",
+            dir.join("enr").to_str().unwrap(),
+        ],
+        "an ENR names a libp2p node",
+    );
     #[cfg(not(feature = "libp2p"))]
     fails(
         &[

@@ -92,7 +92,8 @@ async fn relay_and_store(listen: &str) {
         Protocol::LightPush,
         Protocol::Metadata,
     ];
-    for node in [&mut a, &mut b] {
+    // b dialled a: b's machine heard `handle_dialed`, a's `handle_connected`.
+    for (node, dialled) in [(&mut a, false), (&mut b, true)] {
         let info = wait_for(node, "connected", |ev| match ev {
             DriverEvent::Connected(info) => Some(info),
             _ => None,
@@ -102,6 +103,7 @@ async fn relay_and_store(listen: &str) {
             assert!(info.protocols.contains(&p), "{p} missing in {info:?}");
         }
         assert!(info.agent_version.starts_with("status-rs/"));
+        assert_eq!(info.outbound, dialled, "{info:?}");
     }
 
     // Wait for the relay mesh (GRAFT over the libp2p stream) on both sides.

@@ -98,6 +98,8 @@ impl PendingOpen {
 struct Peer {
     handle: PeerId,
     since: Instant,
+    /// Whether one of its connections was dialled by us (the machine hears `handle_dialed`).
+    outbound: bool,
     identified: bool,
     told: bool,
     protocols: Vec<Protocol>,
@@ -116,6 +118,7 @@ impl Peer {
         PeerInfo {
             peer: self.handle,
             libp2p_peer,
+            outbound: self.outbound,
             identified: self.identified,
             protocols: self.protocols.clone(),
             agent_version: self.agent_version.clone(),
@@ -510,6 +513,7 @@ where
             Peer {
                 handle,
                 since: now().instant,
+                outbound: false,
                 identified: false,
                 told: false,
                 protocols: Vec::new(),
@@ -541,7 +545,11 @@ where
             .buffered_total
             .saturating_sub(std::mem::take(&mut p.buffered_bytes));
         let info = p.info(id);
-        self.machine.handle_connected(now(), handle, &protocols);
+        if info.outbound {
+            self.machine.handle_dialed(now(), handle, &protocols);
+        } else {
+            self.machine.handle_connected(now(), handle, &protocols);
+        }
         self.emit(DriverEvent::Connected(info));
         for msg in buffered {
             self.deliver(msg);
@@ -553,9 +561,15 @@ where
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 connection_id,
+                endpoint,
                 ..
             } => {
                 self.ensure_peer(peer_id);
+                if endpoint.is_dialer()
+                    && let Some(p) = self.peers.get_mut(&peer_id)
+                {
+                    p.outbound = true;
+                }
                 self.static_up(peer_id, connection_id);
             }
             SwarmEvent::ConnectionClosed {

@@ -42,7 +42,8 @@
 //! [`Libp2pHandle::dial`] dials once.
 //!
 //! A libp2p peer gets a [`PeerId`] handle when its first connection is up; the machine hears of
-//! it once identify has told what it serves (or after [`IDENTIFY_WAIT`] with nothing), and of its
+//! it once identify has told what it serves (or after [`IDENTIFY_WAIT`] with nothing), through
+//! `handle_dialed` if we dialled one of its connections, else `handle_connected`, and of its
 //! end when its last connection closes. A peer that reconnects gets a fresh handle. What a peer
 //! sends before the machine hears of it is kept for it within [`MAX_FRAMES_BEFORE_IDENTIFY`],
 //! [`MAX_BYTES_BEFORE_IDENTIFY`] and, for all such peers together,
@@ -237,6 +238,10 @@ pub struct PeerInfo {
     pub peer: PeerId,
     /// Its libp2p peer id.
     pub libp2p_peer: Libp2pPeerId,
+    /// Whether we dialled one of its connections; the machine was then told through
+    /// [`Machine::handle_dialed`](waku_core::net::Machine::handle_dialed) (outbound peers count
+    /// toward the relay's outbound mesh quota).
+    pub outbound: bool,
     /// Whether it has identified (and the machine was told of it).
     pub identified: bool,
     /// The protocols it serves that status-rs knows (what the machine was told).

@@ -239,7 +239,7 @@ pub struct PeerInfo {
     /// Its libp2p peer id.
     pub libp2p_peer: Libp2pPeerId,
     /// Whether we dialled one of its connections; the machine was then told through
-    /// [`Machine::handle_dialed`](waku_core::net::Machine::handle_dialed) (outbound peers count
+    /// [`Machine::handle_dialed`] (outbound peers count
     /// toward the relay's outbound mesh quota).
     pub outbound: bool,
     /// Whether it has identified (and the machine was told of it).

@@ -458,6 +458,8 @@ fn own_record(
                 have_ip = true;
             }
             Some(_) => {}
+            // A wildcard listener has no address others could dial.
+            None if plain.starts_with("/ip4/0.0.0.0/") || plain.starts_with("/ip6/::/") => {}
             None => match EnrMultiaddr::from_text(plain) {
                 Ok(m) => extra.push(m),
                 Err(e) => tracing::debug!(%plain, %e, "not advertised in the ENR"),

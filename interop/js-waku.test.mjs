@@ -34,17 +34,17 @@ const hex = (b) => Buffer.from(b).toString("hex");
 const DATA = mkdtempSync(join(tmpdir(), "status-rs-interop-"));
 // Both nodes: The Waku Network's cluster 1, all 8 shards, autosharding over them (as js-waku's
 // networkConfig below).
-const NODE_ARGS = ["run", "--transport", "libp2p", "--role", "full", "--script",
+const NODE_ARGS = ["run", "--transport", "libp2p", "--script",
   "--cluster", "1", "--shard", "0,1,2,3,4,5,6,7", "--autoshard", "8"];
 
 /** A status-rs node process and the lines it printed. */
 class RsNode {
-  constructor(name, args) {
+  constructor(name, args, role = "full") {
     this.name = name;
     this.lines = [];
     this.waiters = [];
     const dataDir = join(DATA, name);
-    this.proc = spawn(BIN, [...NODE_ARGS, "--data-dir", dataDir, ...args], {
+    this.proc = spawn(BIN, [...NODE_ARGS, "--role", role, "--data-dir", dataDir, ...args], {
       stdio: ["pipe", "pipe", "inherit"],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
     });
@@ -130,6 +130,8 @@ const RELAY = "/vac/waku/relay/2.0.0";
 const a = new RsNode("A", ["--listen", "/ip4/127.0.0.1/tcp/0/ws", "--listen", "/ip4/127.0.0.1/tcp/0"]);
 let waku;
 let b;
+let c;
+let px;
 try {
   await a.waitLine("two listening addresses", () => a.listening().length >= 2);
   const addrs = a.listening();
@@ -229,14 +231,46 @@ try {
       assert.equal(m.hashStr.replace(/^0x/, ""), history[i].hash, `hash of entry ${i}`);
     });
   });
+
+  await step("peer exchange: a status-rs bootstrap node hands js-waku A's ENR", async () => {
+    const [recordLine] = await a.waitLine("A's record", (l) => l.startsWith("record enr:"));
+    const aRecord = recordLine.slice("record ".length);
+    const aId = wsAddr.split("/p2p/")[1];
+    // C is a bootstrap node that knows A only from its ENR (given as --peer).
+    c = new RsNode("C", ["--listen", "/ip4/127.0.0.1/tcp/0/ws", "--peer", aRecord], "bootstrap");
+    await c.waitLine("C listening", () => c.listening().length >= 1);
+    const cWs = c.listening()[0];
+    px = await createLightNode({
+      defaultBootstrap: false,
+      bootstrapPeers: [cWs],
+      discovery: { peerExchange: true },
+      networkConfig: { clusterId: 1, numShardsInCluster: 8 },
+      libp2p: { filterMultiaddrs: false, hideWebSocketInfo: true },
+    });
+    const found = new Promise((resolve) => {
+      px.libp2p.addEventListener("peer:discovery", (e) => {
+        if (e.detail.id.toString() === aId) resolve(e.detail);
+      });
+    });
+    await px.start();
+    const d = await Promise.race([
+      found,
+      new Promise((_, rej) => setTimeout(() => rej(new Error("A not discovered through C")), STEP_TIMEOUT)),
+    ]);
+    const addrs = d.multiaddrs.map((m) => m.toString());
+    const aWs = wsAddr.split("/p2p/")[0];
+    assert.ok(addrs.some((m) => m.startsWith(aWs)), `A's /ws address in ${JSON.stringify(addrs)}`);
+    console.log(`js-waku discovered A through C's peer exchange: ${addrs.join(", ")}`);
+  });
 } catch (e) {
   results.push(["setup", "FAIL", 0]);
   console.log(`FAIL setup: ${e?.stack ?? e}`);
 } finally {
   if (waku) await waku.stop().catch(() => {});
-  await Promise.all([a.stop(), b?.stop()]);
+  if (px) await px.stop().catch(() => {});
+  await Promise.all([a.stop(), b?.stop(), c?.stop()]);
   rmSync(DATA, { recursive: true, force: true });
 }
 const failed = results.filter(([, r]) => r !== "ok");
 console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
-process.exit(failed.length === 0 && results.length === 3 ? 0 : 1);
+process.exit(failed.length === 0 && results.length === 4 ? 0 : 1);

@@ -277,8 +277,9 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "ADDR", required = true)]
     pub(crate) listen: Vec<crate::net::ListenAddr>,
     /// A peer to keep connected, redialled whenever down: `KEY@IP:PORT` (as printed by its
-    /// `listening` line) or `IP:PORT` (any key) with TCP, a multiaddr ending in
-    /// `/p2p/<peer id>` with libp2p. Repeat for several.
+    /// `listening` line) or `IP:PORT` (any key) with TCP; with libp2p a multiaddr ending in
+    /// `/p2p/<peer id>`, or an ENR (`enr:…`, as printed by its `record` line), which the node
+    /// also hands out to light nodes through peer exchange. Repeat for several.
     #[arg(long = "peer", value_name = "ADDR")]
     pub(crate) peers: Vec<crate::net::PeerArg>,
     /// Directory of the node's files (node key, archive, account); created if missing.

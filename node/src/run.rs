@@ -19,6 +19,9 @@
 //! acknowledged survives a crash of the node. On Ctrl-C or SIGTERM it stops the driver (every
 //! peer is told), flushes the archive and closes it.
 //!
+//! The ENRs given as `--peer` are records the node learned: its peer-exchange service (full and
+//! bootstrap roles) hands them out to light nodes, as nwaku hands out what discv5 found.
+//!
 //! With `--script` the node is also driven through its standard streams ([`script`]), for
 //! test harnesses such as the js-waku interop test.
 
@@ -177,6 +180,17 @@ async fn run_service(args: &RunArgs) -> Result<(), RunError> {
         },
         seq: u64::try_from(now.unix_nanos / 1_000_000_000).unwrap_or(1),
     };
+    // The ENRs given as --peer are records this node learned: its peer-exchange service hands
+    // them out (refreshed with every stats tick, so they do not expire while configured).
+    let px_records: Vec<Vec<u8>> = args
+        .peers
+        .iter()
+        .filter_map(|p| match p {
+            net::PeerArg::Enr(e) => Some(e.encode()),
+            _ => None,
+        })
+        .collect();
+    offer_records(&mut node, now, &px_records);
     let net_cfg = NetConfig {
         transport: args.transport,
         listen: args.listen.clone(),
@@ -238,10 +252,25 @@ async fn run_service(args: &RunArgs) -> Result<(), RunError> {
                 }
                 None => break,
             },
-            _ = ticker.tick() => log_stats(&handle, &counts).await,
+            _ = ticker.tick() => {
+                if !px_records.is_empty() {
+                    let records = px_records.clone();
+                    let _ = handle.call(move |n: &mut WakuNode, now| offer_records(n, now, &records)).await;
+                }
+                log_stats(&handle, &counts).await;
+            }
         }
     }
     shutdown(net).await
+}
+
+/// Offers `records` to the node's peer-exchange service (a node without one ignores them).
+fn offer_records(node: &mut WakuNode, now: waku_core::net::Now, records: &[Vec<u8>]) {
+    for r in records {
+        if let Err(e) = node.add_peer_record(now, r.clone()) {
+            tracing::debug!(%e, "peer record not offered");
+        }
+    }
 }
 
 /// What the loop counted.

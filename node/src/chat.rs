@@ -32,6 +32,8 @@ use payloads::verification::pseudonym;
 use qrcode::QrCode;
 use qrcode::render::unicode::Dense1x2;
 use tokio::sync::mpsc;
+use waku_core::enr::Enr;
+use waku_core::net::Machine;
 use x3dh::PublicIdentity;
 
 use crate::cli::{ChatArgs, RunArgs, Transport};
@@ -62,6 +64,12 @@ pub(crate) const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// Largest seed phrase file read (a 24-word phrase is under 220 bytes).
 const MAX_PHRASE_FILE_BYTES: u64 = 4096;
+
+/// Peer records asked of each peer-exchange server.
+const PX_REQUEST: u64 = 16;
+
+/// Most service nodes dialled from one peer-exchange answer.
+const MAX_PX_DIALS: usize = 4;
 
 /// Input lines waiting for the chat loop.
 const MAX_PENDING_LINES: usize = 64;
@@ -133,7 +141,11 @@ fn open_and_run(
     opts: Options,
 ) -> Result<(), ChatError> {
     let seed = driver::os_seed().map_err(ChatError::Randomness)?;
-    let config = MessengerConfig::default();
+    let config = MessengerConfig {
+        // Ask bootstrap nodes for service nodes (dialled on libp2p, see `discovered`).
+        peer_exchange: Some(PX_REQUEST),
+        ..MessengerConfig::default()
+    };
     let rt = driver::runtime()?;
     if let Some(path) = phrase_file {
         let account = load_account(path)?;
@@ -465,6 +477,9 @@ where
                 command(&handle, &out, &mut current, input, &mut last_status).await;
             }
             e = node.next_event() => match e {
+                Some(NetEvent::Machine(MessengerEvent::PeersDiscovered { from, records })) => {
+                    discovered(&handle, &out, from, &records).await;
+                }
                 Some(e) => print_event(&out, e, &me),
                 None => break,
             },
@@ -487,6 +502,37 @@ where
     drop(messenger);
     out.line("** bye");
     Ok(())
+}
+
+/// Dials the service nodes (lightpush, filter and store in their ENR) a peer-exchange server
+/// named, up to [`MAX_PX_DIALS`].
+async fn discovered<M: Machine + Send + 'static>(
+    handle: &NetHandle<M>,
+    out: &Out,
+    from: waku_core::net::PeerId,
+    records: &[Vec<u8>],
+) {
+    let services: Vec<Enr> = records
+        .iter()
+        .filter_map(|r| Enr::decode(r).ok())
+        .filter(|e| {
+            e.waku2()
+                .is_some_and(|w| w.lightpush() && w.filter() && w.store())
+        })
+        .collect();
+    let mut dialled = 0;
+    for e in services.iter().take(MAX_PX_DIALS) {
+        match handle.dial_record(e).await {
+            Ok(true) => dialled += 1,
+            Ok(false) => {}
+            Err(err) => tracing::debug!(%err, "dial from peer exchange failed"),
+        }
+    }
+    out.line(format!(
+        "** peer exchange: {} record(s) from {from}, {} service node(s), dialling {dialled}",
+        records.len(),
+        services.len()
+    ));
 }
 
 async fn next_line(

@@ -637,6 +637,27 @@ where
         })
     }
 
+    /// Dials a node from its ENR (libp2p, one-shot, at the record's first address). Returns
+    /// whether a dial was started; the TCP transport cannot use ENRs.
+    pub(crate) async fn dial_record(&self, record: &Enr) -> Result<bool, NetError> {
+        #[cfg(not(feature = "libp2p"))]
+        let _ = record;
+        match self {
+            NetHandle::Tcp(_) => Ok(false),
+            #[cfg(feature = "libp2p")]
+            NetHandle::Libp2p(h) => {
+                let Some(addr) = record.dial_addrs().into_iter().next() else {
+                    return Ok(false);
+                };
+                let addr = addr
+                    .parse()
+                    .map_err(|e| NetError::Address(format!("{addr}: {e}")))?;
+                h.dial(addr).await?;
+                Ok(true)
+            }
+        }
+    }
+
     /// Closes the connection to `peer`.
     pub(crate) async fn disconnect(&self, peer: PeerId) -> Result<(), NetError> {
         match self {

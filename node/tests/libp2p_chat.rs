@@ -11,6 +11,9 @@
 //!    peer id (its `libp2p.key`), rejoins A, Bob's chat redials it on its own, and a message
 //!    Alice sends afterwards reaches Bob.
 //!
+//! 4. Carol's chat knows only a bootstrap node C, which knows A only from A's ENR (given as
+//!    `--peer`): peer exchange gives her A's record, she dials A and syncs through it.
+//!
 //! Every wait is for a line, with a generous deadline; nothing is asserted about time.
 #![allow(
     clippy::unwrap_used,
@@ -161,15 +164,35 @@ fn two_libp2p_nodes_two_chats_and_a_restart() {
         l.starts_with(&format!(">> delivered id={id} to {bob_words}"))
     });
 
+    // Carol knows only a bootstrap node C, which knows A only from A's ENR: her chat asks C
+    // through peer exchange, dials A from the record and syncs through it.
+    let mut c_args = node_args(
+        "bootstrap",
+        "/ip4/127.0.0.1/tcp/0",
+        &dir.join("bootC"),
+        &[&a_enr],
+    );
+    c_args.extend(LIBP2P.map(str::to_owned));
+    let mut c = Proc::spawn("bootC", &dir, &c_args);
+    let c_addr = c.peer_addr();
+    let carol_data = new_account(&dir, "carol");
+    let (mut carol, _, _) = chat_with("carol", &dir, &carol_data, &[&c_addr], &LIBP2P);
+    carol.wait("the peer-exchange answer", |l| {
+        l.starts_with("** peer exchange: 1 record(s)") && l.ends_with("dialling 1")
+    });
+    let a_id = a_addr.split("/p2p/").nth(1).unwrap();
+    carol.wait("connected to A", |l| l == format!("** connected to {a_id}"));
+    synced(&mut carol, 0, 1);
+
     // Clean stops.
-    for p in [&mut alice, &mut bob] {
+    for p in [&mut alice, &mut bob, &mut carol] {
         p.send("/quit");
         p.wait("bye", |l| l == "** bye");
     }
     sigterm(&a.child);
     assert!(a.child.wait().unwrap().success());
     println!("{}\n{}", alice.transcript(), bob.transcript());
-    drop(b2);
+    drop((b2, c));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

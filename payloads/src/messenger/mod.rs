@@ -54,6 +54,7 @@ use waku_core::message::{MessageHash, WakuMessage};
 use waku_core::net::{FrameKind, Machine, Now, PeerId, Protocol, Transmit};
 use waku_core::node::{NodeError, NodeEvent, Published, WakuNode, WakuNodeConfig};
 use waku_core::payload::{self as wp, RecipientKey, SymmetricKey};
+use waku_core::peer_exchange::PeerExchangeClientEvent;
 use waku_core::relay::PublishError;
 use waku_core::roles::Capabilities;
 use waku_core::store::{QueryLimits, StoreClientEvent, StoreQuery};
@@ -176,6 +177,11 @@ pub struct MessengerConfig {
     pub bundles: BundleConfig,
     /// Ratchet options; both sides must agree. Default: header encryption on.
     pub session: SessionConfig,
+    /// Ask each newly connected peer-exchange server for up to this many peer records,
+    /// reported as [`MessengerEvent::PeersDiscovered`] for the application to dial (a light
+    /// node that knows only a bootstrap node finds its service nodes this way). Default: `None`,
+    /// never ask.
+    pub peer_exchange: Option<u64>,
 }
 
 impl Default for MessengerConfig {
@@ -195,6 +201,7 @@ impl Default for MessengerConfig {
             prekeys: PreKeyStoreConfig::default(),
             bundles: BundleConfig::default(),
             session: SessionConfig::with_header_encryption(),
+            peer_exchange: None,
         }
     }
 }
@@ -392,6 +399,15 @@ pub enum MessengerEvent {
     DisconnectPeer {
         /// The peer.
         peer: PeerId,
+    },
+    /// A peer-exchange server answered (see [`MessengerConfig::peer_exchange`]): peer records
+    /// to dial, as it sent them (on the Waku network, RLP-encoded ENRs:
+    /// `waku_core::enr::Enr::decode`).
+    PeersDiscovered {
+        /// The server.
+        from: PeerId,
+        /// The records, each non-empty and bounded by `waku_core::peer_exchange::MAX_RECORD_LEN`.
+        records: Vec<Vec<u8>>,
     },
     /// The storage failed; the Messenger no longer writes to it. Reopen it.
     StorageFailed(StorageError),
@@ -2666,6 +2682,16 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
                     NodeEvent::DisconnectPeer { peer, .. } => {
                         self.push_event(MessengerEvent::DisconnectPeer { peer });
                     }
+                    NodeEvent::PeerExchange(PeerExchangeClientEvent::Records {
+                        peer,
+                        records,
+                        ..
+                    }) if !records.is_empty() => {
+                        self.push_event(MessengerEvent::PeersDiscovered {
+                            from: peer,
+                            records,
+                        });
+                    }
                     _ => {}
                 }
             }
@@ -2739,6 +2765,12 @@ impl<S: Storage, M: SyncStore<PeerKey>> Messenger<S, M> {
         }
         if protocols.contains(&Protocol::StoreQuery) {
             self.store_peers.insert(peer);
+        }
+        if let Some(n) = self.config.peer_exchange
+            && protocols.contains(&Protocol::PeerExchange)
+        {
+            // Refused only with too many requests in flight; the next server gets asked.
+            let _ = self.waku.request_peers(now, Some(peer), n);
         }
         self.pump(now);
     }

@@ -393,6 +393,19 @@ impl Net {
         n
     }
 
+    /// Runs a command on the `WakuNode` of full node `i` at the current time.
+    pub fn with_full<R>(&mut self, i: NodeId, f: impl FnOnce(&mut WakuNode, Now) -> R) -> R {
+        let r = self
+            .sim
+            .with_node(i, |n, now| match n {
+                Node::Full(full) => f(&mut full.node, now),
+                Node::Phone(_) => panic!("{i} is not a full node"),
+            })
+            .unwrap();
+        self.collect();
+        r
+    }
+
     /// Runs a command on Messenger `i` at the current time, then lets it emit.
     pub fn with<R>(&mut self, i: NodeId, f: impl FnOnce(&mut Messenger, Now) -> R) -> R {
         let r = self

@@ -134,12 +134,12 @@ fn check_multiaddr(s: &str) -> Result<(), AddrError> {
 
 #[cfg(not(feature = "libp2p"))]
 fn check_multiaddr(s: &str) -> Result<(), AddrError> {
-    // Without libp2p only `/ip4|ip6/IP/tcp/PORT` can be used (by the TCP transport); anything
-    // else is refused when the node starts, with a hint to build with the feature.
-    if s.split('/').skip(1).any(str::is_empty) {
-        return Err(AddrError::Multiaddr(format!("empty component in {s:?}")));
-    }
-    Ok(())
+    // Without libp2p, waku-core's multiaddr codec (the protocols ENRs carry) checks the text;
+    // the TCP transport then takes only `/ip4|ip6/IP/tcp/PORT` and refuses the rest when the
+    // node starts, with a hint to use libp2p.
+    waku_core::enr::Multiaddr::from_text(s)
+        .map(|_| ())
+        .map_err(|e| AddrError::Multiaddr(e.to_string()))
 }
 
 /// `/ip4/IP/tcp/PORT` or `/ip6/IP/tcp/PORT` as a socket address, else `None`.

@@ -16,9 +16,12 @@
     unreachable_pub
 )]
 
+mod libp2p_rig;
+
+use libp2p_rig::{WAIT, full_node, topic, wait_for};
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::{AsyncWriteExt, StreamExt};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -26,11 +29,10 @@ use tokio::sync::watch;
 use transports::libp2p::upstream as p2p;
 use transports::libp2p::{self as lp, DriverEvent, Keypair, Libp2pConfig, Libp2pNode, Limits};
 use waku_core::message::WakuMessage;
-use waku_core::net::{Now, Protocol};
-use waku_core::node::{MessageSource, NodeEvent, WakuNode, WakuNodeConfig};
-use waku_core::roles::Capabilities;
+use waku_core::net::Protocol;
+use waku_core::node::{MessageSource, NodeEvent, WakuNode};
 use waku_core::store::{QueryLimits, StoreClientEvent, StoreQuery};
-use waku_core::topic::{ContentTopic, PubsubTopic};
+use waku_core::topic::ContentTopic;
 
 use p2p::core::upgrade::{DeniedUpgrade, ReadyUpgrade};
 use p2p::core::{Endpoint, Multiaddr, transport::PortUse};
@@ -41,10 +43,6 @@ use p2p::swarm::{
     THandlerOutEvent, ToSwarm,
 };
 use p2p::{PeerId, Stream, StreamProtocol};
-
-const CLUSTER: u16 = 1;
-const SHARD: u16 = 0;
-const WAIT: Duration = Duration::from_secs(20);
 
 const LIMITS: Limits = Limits {
     max_pending_incoming: 8,
@@ -58,47 +56,8 @@ const HOSTILE_CLIENTS: usize = 40;
 /// Streams each stream-flooding client opens (over `MAX_INBOUND_STREAMS_PER_PEER`).
 const STREAMS_PER_CLIENT: usize = 80;
 
-fn now() -> Now {
-    Now {
-        instant: Instant::now(),
-        unix_nanos: i64::try_from(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos(),
-        )
-        .unwrap(),
-    }
-}
-
-fn topic() -> PubsubTopic {
-    PubsubTopic::static_shard(CLUSTER, SHARD).unwrap()
-}
-
 fn content() -> ContentTopic {
-    ContentTopic::new("/status-rs/1/flood/proto").unwrap()
-}
-
-fn full_node(seed: u8) -> WakuNode {
-    let config = WakuNodeConfig::new(Capabilities::FULL, CLUSTER, vec![SHARD]);
-    WakuNode::new(config, None, [seed; 32], now()).unwrap()
-}
-
-async fn wait_for<T>(
-    node: &mut Libp2pNode<WakuNode>,
-    what: &str,
-    mut f: impl FnMut(DriverEvent<NodeEvent>) -> Option<T>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let ev = tokio::time::timeout_at(deadline, node.next_event())
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-            .expect("driver stopped");
-        if let Some(t) = f(ev) {
-            return t;
-        }
-    }
+    libp2p_rig::content("flood")
 }
 
 // ---------------------------------------------------------------------------------------------

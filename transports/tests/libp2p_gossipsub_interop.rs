@@ -18,8 +18,11 @@
     missing_docs
 )]
 
+mod libp2p_rig;
+
+use libp2p_rig::{CLUSTER, SHARD, WAIT, now, topic};
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use transports::libp2p::upstream::futures::StreamExt;
@@ -34,31 +37,10 @@ use waku_core::message::WakuMessage;
 use waku_core::net::{FrameKind, Machine, Now, PeerId, Protocol, Transmit};
 use waku_core::node::{NodeEvent, WakuNode, WakuNodeConfig};
 use waku_core::roles::Capabilities;
-use waku_core::topic::{ContentTopic, PubsubTopic};
-
-const CLUSTER: u16 = 1;
-const SHARD: u16 = 0;
-const WAIT: Duration = Duration::from_secs(30);
-
-fn now() -> Now {
-    Now {
-        instant: Instant::now(),
-        unix_nanos: i64::try_from(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos(),
-        )
-        .unwrap(),
-    }
-}
-
-fn topic() -> PubsubTopic {
-    PubsubTopic::static_shard(CLUSTER, SHARD).unwrap()
-}
+use waku_core::topic::ContentTopic;
 
 fn content() -> ContentTopic {
-    ContentTopic::new("/status-rs/1/gossipsub-interop/proto").unwrap()
+    libp2p_rig::content("gossipsub-interop")
 }
 
 /// A `WakuNode` with a side door: frames pushed into `inject` go out before the node's own, so

@@ -11,44 +11,20 @@
     missing_docs
 )]
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod libp2p_rig;
+
+use libp2p_rig::{WAIT, full_node, topic, wait_for};
+use std::time::{Duration, Instant};
 
 use transports::libp2p::{self as lp, DriverEvent, Keypair, Libp2pConfig, Libp2pNode};
 use waku_core::message::WakuMessage;
-use waku_core::net::{Now, Protocol};
-use waku_core::node::{MessageSource, NodeEvent, WakuNode, WakuNodeConfig};
-use waku_core::roles::Capabilities;
+use waku_core::net::Protocol;
+use waku_core::node::{MessageSource, NodeEvent, WakuNode};
 use waku_core::store::{QueryLimits, StoreClientEvent, StoreQuery};
-use waku_core::topic::{ContentTopic, PubsubTopic};
-
-const CLUSTER: u16 = 1;
-const SHARD: u16 = 0;
-const WAIT: Duration = Duration::from_secs(20);
-
-fn now() -> Now {
-    Now {
-        instant: Instant::now(),
-        unix_nanos: i64::try_from(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_nanos(),
-        )
-        .unwrap(),
-    }
-}
-
-fn topic() -> PubsubTopic {
-    PubsubTopic::static_shard(CLUSTER, SHARD).unwrap()
-}
+use waku_core::topic::ContentTopic;
 
 fn content() -> ContentTopic {
-    ContentTopic::new("/status-rs/1/loopback/proto").unwrap()
-}
-
-fn full_node(seed: u8) -> WakuNode {
-    let config = WakuNodeConfig::new(Capabilities::FULL, CLUSTER, vec![SHARD]);
-    WakuNode::new(config, None, [seed; 32], now()).unwrap()
+    libp2p_rig::content("loopback")
 }
 
 async fn start(seed: u8, listen: Option<&str>) -> Libp2pNode<WakuNode> {
@@ -57,24 +33,6 @@ async fn start(seed: u8, listen: Option<&str>) -> Libp2pNode<WakuNode> {
         config.listen.push(l.parse().unwrap());
     }
     lp::start(config, full_node(seed)).await.unwrap()
-}
-
-/// Waits for an event matching `f`, keeping nothing else.
-async fn wait_for<T>(
-    node: &mut Libp2pNode<WakuNode>,
-    what: &str,
-    mut f: impl FnMut(DriverEvent<NodeEvent>) -> Option<T>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let ev = tokio::time::timeout_at(deadline, node.next_event())
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-            .expect("driver stopped");
-        if let Some(t) = f(ev) {
-            return t;
-        }
-    }
 }
 
 async fn relay_and_store(listen: &str) {

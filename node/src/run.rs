@@ -7,9 +7,10 @@
 //! | `bootstrap` | a `WakuNode` that relays and serves peer exchange | the node key |
 //! | `light` | a Messenger on the account in the data dir (see [`crate::chat`]) | the account |
 //!
-//! The node prints what a peer passes to `--peer` on standard output, one `listening …` line
-//! per address (`KEY@HOST:PORT` with TCP, a multiaddr ending in `/p2p/<peer id>` with libp2p,
-//! then, with libp2p, a `record enr:…` line with its signed ENR), and logs to standard error (`RUST_LOG` filter, default `info`):
+//! The node prints what a peer passes to `--peer` on standard output: one `listening …` line
+//! per address (`KEY@HOST:PORT` with TCP, a multiaddr ending in `/p2p/<peer id>` with libp2p),
+//! then, with libp2p, a `record enr:…` line with its signed ENR. It logs to standard error
+//! (`RUST_LOG` filter, default `info`):
 //! the listening address and node key, peers up and down, and every
 //! [`RunArgs::stats_interval`](crate::cli::RunArgs::stats_interval) seconds the peer count and
 //! the messages relayed and archived.
@@ -45,8 +46,8 @@ use crate::net::{self, Net, NetConfig, NetError, NetEvent};
 /// The TCP node key's file name in the data directory.
 pub(crate) const NODE_KEY_FILE: &str = "node.key";
 
-/// The libp2p identity's file name in the data directory (an Ed25519 seed, kept apart from the
-/// TCP key so one secret never serves two schemes).
+/// The libp2p identity's file name in the data directory (a secp256k1 secret, as nwaku's
+/// `--nodekey`; kept apart from the TCP key so one secret never serves two schemes).
 pub(crate) const LIBP2P_KEY_FILE: &str = "libp2p.key";
 
 /// The archive's file name in a full node's data directory.

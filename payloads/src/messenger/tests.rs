@@ -36,6 +36,24 @@ fn messenger(p: &Person, now: Now) -> Messenger {
     .unwrap()
 }
 
+/// `p`'s Messenger on the stores a previous one left (a restart).
+fn reopen(
+    p: &Person,
+    storage: MemoryStorage,
+    sync: mvds::MemoryStore<PeerKey>,
+    now: Now,
+) -> Messenger {
+    Messenger::new(
+        MessengerConfig::default(),
+        &p.account,
+        storage,
+        sync,
+        [7; 32],
+        now,
+    )
+    .unwrap()
+}
+
 /// `signer` wraps `events` of group `chat_id` in a signed envelope, as its Messenger would.
 fn envelope(signer: &Person, chat_id: &str, events: Vec<SignedGroupEvent>) -> Vec<u8> {
     let update = MembershipUpdate {
@@ -219,15 +237,7 @@ fn reaction_records_on_disk_stay_within_the_bound() {
     storage.commit(ops).unwrap();
     assert_eq!(storage.len(Table::Reactions), MAX_REACTIONS + 3);
 
-    let mut m = Messenger::new(
-        MessengerConfig::default(),
-        &alice.account,
-        storage,
-        sync,
-        [7; 32],
-        now,
-    )
-    .unwrap();
+    let mut m = reopen(&alice, storage, sync, now);
     assert_eq!(m.storage().len(Table::Reactions), MAX_REACTIONS);
     for i in 1..=3 {
         assert!(
@@ -245,15 +255,7 @@ fn reaction_records_on_disk_stay_within_the_bound() {
 
     // What is on disk is what a restart shows.
     let (storage, sync) = m.into_stores();
-    let m = Messenger::new(
-        MessengerConfig::default(),
-        &alice.account,
-        storage,
-        sync,
-        [7; 32],
-        now,
-    )
-    .unwrap();
+    let m = reopen(&alice, storage, sync, now);
     assert_eq!(m.storage().len(Table::Reactions), MAX_REACTIONS);
     assert_eq!(m.reactions(&chat, &msg(0)).get(&Emoji::Laugh), Some(&1));
     assert_eq!(m.reactions(&chat, &msg(5)).get(&Emoji::Love), Some(&1));
